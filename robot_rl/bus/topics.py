@@ -1,0 +1,116 @@
+"""Topic names (frame 0 of every message) and the default bus addresses of a run.
+
+PUB/SUB filtering is a byte *prefix* match on frame 0: subscribing to ``b"heartbeat/"`` receives
+every heartbeat, and subscribing to ``b"obs/a1"`` would also receive ``b"obs/a10"``, so a
+subscriber that needs one exact robot compares ``Decoded.topic`` after decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+WEIGHTS = b"weights"
+"""PolicyWeights, learner -> sim workers and deploy (PUB/SUB)."""
+ROLLOUT = b"rollout"
+"""RolloutChunk, sim workers -> learner (PUSH/PULL)."""
+STATUS = b"status"
+"""Status, any process -> launcher (PUB/SUB on the telemetry endpoint)."""
+HEARTBEAT_PREFIX = b"heartbeat/"
+"""Heartbeat, ``heartbeat/<sender>``, any process -> launcher (PUB/SUB on the telemetry endpoint)."""
+OBS_PREFIX = b"obs/"
+"""Observation, ``obs/<robot>``, bridge or sim -> policy (PUB/SUB)."""
+CONTROL = b"control"
+"""Request and Reply (DEALER -> ROUTER)."""
+
+Transport = Literal["ipc", "inproc", "tcp"]
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def heartbeat_topic(sender: str) -> bytes:
+    """``b"heartbeat/<sender>"``."""
+    return HEARTBEAT_PREFIX + sender.encode()
+
+
+def obs_topic(robot: str) -> bytes:
+    """``b"obs/<robot>"``."""
+    return OBS_PREFIX + robot.encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoints:
+    """The addresses of one run's links; who binds each is in docs/bus.md ("Links").
+
+    Attributes:
+        weights: learner binds PUB; sim workers and deploy connect SUB.
+        rollout: learner binds PULL; sim workers connect PUSH.
+        telemetry: launcher binds SUB; every process connects a PUB for heartbeats and status.
+        obs: bridge (or sim) binds PUB for observations.
+        command: bridge binds a CONFLATE SUB for the latest command; the policy connects PUB.
+        control_base: worker ``i`` binds ROUTER at :meth:`control` ``(i)``; requesters connect DEALER.
+    """
+
+    weights: str
+    rollout: str
+    telemetry: str
+    obs: str
+    command: str
+    control_base: str
+    transport: Transport
+
+    def control(self, index: int) -> str:
+        """Control (ROUTER) address of process ``index`` (0 = learner, 1.. = sim workers)."""
+        if index < 0:
+            raise ValueError(f"control index must be >= 0, got {index}")
+        if self.transport == "tcp":
+            host, port = self.control_base.rsplit(":", 1)
+            return f"{host}:{int(port) + index}"
+        return f"{self.control_base}-{index}"
+
+
+def default_endpoints(
+    run_id: str,
+    transport: Transport = "ipc",
+    *,
+    host: str = "127.0.0.1",
+    base_port: int = 5550,
+    ipc_dir: Path | None = None,
+) -> Endpoints:
+    """The default addresses of run ``run_id``.
+
+    ``ipc`` puts socket files in ``ipc_dir`` (default: the system temp dir) as ``rrl-<run>-<link>``
+    (short, because ipc paths are limited to about 100 bytes). ``inproc`` names are scoped by the
+    run id and only reach threads of one process. ``tcp`` uses ``host`` and consecutive ports from
+    ``base_port``: weights +0, rollout +1, telemetry +2, obs +3, command +4, control +10+i. The
+    default host is loopback; any other host needs CURVE keys to bind (security.check_bind_allowed).
+    """
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"run_id {run_id!r}: use 1-64 characters from A-Z a-z 0-9 _ . -")
+    names = ("weights", "rollout", "telemetry", "obs", "command", "control")
+    if transport == "inproc":
+        addr = {n: f"inproc://rrl-{run_id}-{n}" for n in names}
+    elif transport == "ipc":
+        base = Path(tempfile.gettempdir()) if ipc_dir is None else ipc_dir
+        addr = {n: f"ipc://{base}/rrl-{run_id}-{n}" for n in names}
+        if len(addr["telemetry"]) - len("ipc://") > 100:
+            raise ValueError(f"ipc path {addr['telemetry']!r} is too long for a unix socket; pass ipc_dir")
+    elif transport == "tcp":
+        if not 1024 <= base_port <= 65535 - 64:
+            raise ValueError(f"base_port {base_port} out of range 1024..65471")
+        h = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        offsets = {"weights": 0, "rollout": 1, "telemetry": 2, "obs": 3, "command": 4, "control": 10}
+        addr = {n: f"tcp://{h}:{base_port + offsets[n]}" for n in names}
+    else:
+        raise ValueError(f"transport {transport!r}: expected 'ipc', 'inproc' or 'tcp'")
+    return Endpoints(
+        weights=addr["weights"],
+        rollout=addr["rollout"],
+        telemetry=addr["telemetry"],
+        obs=addr["obs"],
+        command=addr["command"],
+        control_base=addr["control"],
+        transport=transport,
+    )

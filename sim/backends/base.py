@@ -56,8 +56,11 @@ class PhysicsBackend(Protocol):
         base_quat_wxyz: np.ndarray,
         joint_pos_rad: np.ndarray,
         joint_vel_radps: np.ndarray,
+        base_linvel_world_mps: np.ndarray | None = None,
+        base_angvel_body_radps: np.ndarray | None = None,
     ) -> None:
-        """Teleport the robot to this state with zero base velocity; clears contacts and warm starts."""
+        """Teleport the robot to this state; base velocities (origin, world frame / body-frame rates) default
+        to zero and are ignored for a fixed base. Clears contacts and warm starts."""
         ...
 
     def step(self, joint_target_rad: np.ndarray) -> None:
@@ -67,7 +70,7 @@ class PhysicsBackend(Protocol):
     def state(self) -> RobotState: ...
 
     def apply_dynamics(self, profile: DynamicsProfile) -> None:
-        """Set the dynamics to nominal-then-`profile` (always relative to the nominal model, so idempotent)."""
+        """Set the dynamics to nominal-then-`profile` (relative to the nominal model, so idempotent)."""
         ...
 
     def set_marker(self, pos_world_m: np.ndarray) -> None:

@@ -6,7 +6,8 @@ dm_control (`sim.robots.mjcf.to_mjcf`), URDF for PyBullet (`sim.robots.urdf.to_u
 
 Conventions (SI units throughout):
 - Positions in metres, relative to the parent body's frame; bodies carry no rotation of their own (every
-  body frame is aligned with its parent's at zero joint angle), which keeps MJCF and URDF trivially consistent.
+  body frame is aligned with its parent's at zero joint angle), which keeps MJCF and URDF trivially
+  consistent.
 - Joints are hinges (revolute) about `axis` in the body frame, with the joint at the body's origin.
 - Every actuated joint is driven by a PD law closed at the physics rate inside the substeps:
   tau = clip(kp * (q_target - q) - kd * qdot, -torque_limit, torque_limit).
@@ -108,7 +109,8 @@ class RobotModel:
         n = round(self.control_dt_s / self.physics_dt_s)
         if abs(n * self.physics_dt_s - self.control_dt_s) > 1e-9:
             raise ValueError(
-                f"{self.name}: control_dt_s={self.control_dt_s} is not a multiple of physics_dt_s={self.physics_dt_s}"
+                f"{self.name}: control_dt_s={self.control_dt_s} is not a multiple of "
+                f"physics_dt_s={self.physics_dt_s}"
             )
         return n
 

@@ -1,0 +1,184 @@
+"""`RobotEnv`: one robot + one physics backend + a gap profile + a task, as a Gymnasium environment.
+
+Per control step (50 Hz for the shipped robots):
+    a_clean   = clip(action, -1, 1)                                 reported as info["action_sent"]
+    a_noisy   = clip(a_clean + N(0, action_noise_std), -1, 1)       profile [actuation]
+    q_target  = q_default + action_scale_rad * a_noisy              (n_joints,) rad
+    q_applied = q_target from `latency_steps` control steps ago     FIFO, primed with q_default at reset
+    backend.step(q_applied)                                         PD closed at every physics substep
+    obs       = task.observe(state, a_clean) + N(0, std_group)      profile [sensors], per element group
+Spaces: action Box([-1, 1]^n_joints, float32); observation Box(-inf, inf, (obs_dim,), float32).
+Episodes are truncated (never terminated) at the task's `max_episode_steps`; terminated only by the task's
+failure condition (the quadruped falling).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sim.backends import make_backend
+from sim.backends.base import PhysicsBackend
+from sim.profile import GapProfile, load_profile
+from sim.robots import get_robot
+from sim.robots.model import RobotModel
+from sim.tasks import Task, action_layout, default_task
+
+
+class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Gymnasium environment: `robot` simulated by `backend` under gap `profile` (see the module docstring).
+
+    robot:   a RobotModel or a name in `sim.robots.ROBOTS`
+    backend: "mujoco" | "dmcontrol" | "pybullet"
+    profile: a GapProfile, a shipped profile name ("nominal", "example_gap") or a path to a TOML file
+    task:    a Task; by default ForwardVelocityTask (floating base) or ReachTask (fixed base), built with
+             `task_kwargs` (e.g. command_mps=0.5, max_episode_steps=500)
+    """
+
+    # gymnasium.Env declares `metadata` as an instance-level annotation, hence no ClassVar here.
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012
+
+    def __init__(
+        self,
+        robot: RobotModel | str = "quadruped",
+        backend: str = "mujoco",
+        profile: GapProfile | str = "nominal",
+        task: Task | None = None,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (480, 640),
+        **task_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r}; valid choices: {self.metadata['render_modes']}")
+        self.robot = get_robot(robot) if isinstance(robot, str) else robot
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.backend: PhysicsBackend = make_backend(backend, self.robot)
+        self.backend.apply_dynamics(self.profile.dynamics)
+        self.task: Task = task if task is not None else default_task(self.robot, **task_kwargs)
+        self.render_mode = render_mode
+        self.render_size = render_size
+
+        n = len(self.robot.joints)
+        self.obs_names = tuple(name for name, _ in self.task.obs_layout)
+        self.obs_units = tuple(unit for _, unit in self.task.obs_layout)
+        self.action_names = tuple(name for name, _ in action_layout(self.robot))
+        self.action_units = tuple(unit for _, unit in action_layout(self.robot))
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=(len(self.obs_names),), dtype=np.float32
+        )
+        self.max_episode_steps = self.task.max_episode_steps
+
+        self._q_default = np.asarray(self.robot.default_joint_pos_rad, dtype=np.float64)
+        self._action_scale = float(self.robot.action_scale_rad)
+        self._action_noise_std = float(self.profile.action_noise_std)
+        self._latency = int(self.profile.latency_steps)
+        self._fifo: deque[np.ndarray] = deque()
+        noise = self.profile.sensor_noise()
+        unknown = sorted({g for g in self.task.obs_groups if g and g not in noise})
+        if unknown or len(self.task.obs_groups) != len(self.obs_names):
+            raise ValueError(f"task obs_groups invalid: unknown groups {unknown}; valid: {sorted(noise)}")
+        self._obs_noise_std = np.array(
+            [noise[g] if g else 0.0 for g in self.task.obs_groups], dtype=np.float32
+        )
+        self._has_obs_noise = bool(self._obs_noise_std.any())
+        self._prev_action = np.zeros(n, dtype=np.float32)
+        self._t = 0
+        # Bound methods looked up once: the step path runs ~10k times/s and each lookup shows at that rate.
+        self._backend_step = self.backend.step
+        self._backend_state = self.backend.state
+        self._observe = self.task.observe
+        self._reward = self.task.reward
+
+    # --- live simulator handles (MuJoCo / dm_control backends) --------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The backend's compiled `mujoco.MjModel` (in-place edits change the dynamics)."""
+        return self.backend.model  # type: ignore[attr-defined]
+
+    @property
+    def data(self) -> Any:
+        """The backend's `mujoco.MjData`."""
+        return self.backend.data  # type: ignore[attr-defined]
+
+    @property
+    def n_substeps(self) -> int:
+        """Physics steps per control step."""
+        return self.backend.n_substeps
+
+    # --- Gymnasium API -------------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        init = self.task.reset(self.np_random, options)
+        self.backend.reset(init.base_pos_m, init.base_quat_wxyz, init.joint_pos_rad, init.joint_vel_radps)
+        marker = self.task.marker()
+        if marker is not None:
+            self.backend.set_marker(marker)
+        self._fifo = deque(self._q_default.copy() for _ in range(self._latency))
+        self._prev_action = np.zeros(len(self._q_default), dtype=np.float32)
+        self._t = 0
+        st = self.backend.state()
+        obs = self._noisy(self.task.observe(st, self._prev_action))
+        return obs, {"action_sent": self._prev_action.copy()}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        # minimum/maximum rather than np.clip: same result, a third of np.clip's call overhead on 8 floats.
+        a_clean = np.minimum(np.maximum(np.asarray(action, dtype=np.float32), -1.0), 1.0)
+        if self._action_noise_std > 0.0:
+            noise = self._action_noise_std * self.np_random.standard_normal(a_clean.shape, dtype=np.float32)
+            a_cmd = np.minimum(np.maximum(a_clean + noise, -1.0), 1.0)
+        else:
+            a_cmd = a_clean
+        q_target = self._q_default + self._action_scale * a_cmd
+        if self._latency:
+            self._fifo.append(q_target)
+            q_target = self._fifo.popleft()
+        self._backend_step(q_target)
+        st = self._backend_state()
+        obs = self._observe(st, a_clean)  # before reward(): tasks reuse frame transforms from observe()
+        reward, terminated, quantities = self._reward(st, a_clean, self._prev_action)
+        if self._has_obs_noise:
+            obs = self._noisy(obs)
+        self._prev_action = a_clean
+        self._t += 1
+        truncated = self._t >= self.max_episode_steps and not terminated
+        info: dict[str, Any] = {"action_sent": a_clean.copy(), **quantities}
+        return obs, reward, terminated, truncated, info
+
+    def _noisy(self, obs: np.ndarray) -> np.ndarray:
+        if not self._has_obs_noise:
+            return obs
+        noise = self.np_random.standard_normal(obs.shape, dtype=np.float32)
+        noisy: np.ndarray = obs + noise * self._obs_noise_std
+        return noisy
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        height, width = self.render_size
+        return self.backend.render_rgb(width, height)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _make(robot: str, backend: str, profile: GapProfile | str, **kwargs: Any) -> RobotEnv:
+    return RobotEnv(robot=robot, backend=backend, profile=profile, **kwargs)
+
+
+def make_quadruped(backend: str = "mujoco", profile: GapProfile | str = "nominal", **kwargs: Any) -> RobotEnv:
+    """Gymnasium entry point of `robot_rl/Quadruped-v0`."""
+    return _make("quadruped", backend, profile, **kwargs)
+
+
+def make_manipulator(
+    backend: str = "mujoco", profile: GapProfile | str = "nominal", **kwargs: Any
+) -> RobotEnv:
+    """Gymnasium entry point of `robot_rl/Manipulator-v0`."""
+    return _make("manipulator", backend, profile, **kwargs)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from tyro.conf import Positional
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
@@ -32,7 +34,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 class LogsInfo:
     """Summarise a run folder: episodes, steps, returns, rates, robot, task and layouts."""
 
-    run: Path
+    run: Positional[Path]
     """Run folder (contains manifest.json and episodes/)."""
     json: bool = False
     """Print one JSON object instead of tables."""
@@ -108,7 +110,7 @@ class LogsInfo:
 class LogsExport:
     """Export a run folder to a Minari dataset or a D4RL-style HDF5 file."""
 
-    run: Path
+    run: Positional[Path]
     """Run folder to export."""
     to: Literal["minari", "d4rl-hdf5"]
     """Output format."""
@@ -143,7 +145,7 @@ class LogsExport:
 class LogsImport:
     """Import a Minari dataset or a D4RL-style HDF5 file into a new run folder."""
 
-    source: Path
+    source: Positional[Path]
     """Minari dataset folder (or its data/ folder), or the HDF5 file."""
     format: Literal["minari", "d4rl-hdf5"]
     """Input format."""

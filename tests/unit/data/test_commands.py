@@ -76,3 +76,20 @@ def test_commands_module_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_dispatch_positional_run_and_errors(make_run: MakeRun, capsys: pytest.CaptureFixture[str]) -> None:
+    from robot_rl.cli import GROUPS, main
+
+    run_dir, _ = make_run(n_episodes=2, steps=3)
+    assert main(["logs", "info", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3 + 4
+    assert main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    for group, g in GROUPS.items():
+        for sub in g.commands:
+            assert f"{group} {sub}" in listing
+    assert main(["bogus"]) == 2
+    assert "valid: " in capsys.readouterr().err
+    assert main(["logs", "info", str(run_dir / "missing")]) == 2
+    assert "manifest.json" in capsys.readouterr().err

@@ -80,6 +80,21 @@ class _EngineTimer:
         setattr(self.owner, self.attr, self.original)
 
 
+def _env_runner(env: Any, n_act: int) -> Callable[[int], None]:
+    """`run(n)`: n `env.step` calls with fixed uniform random actions, auto-reset included."""
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(4096, n_act)).astype(np.float32)
+
+    def run_env(n: int) -> None:
+        env.reset(seed=0)
+        step = env.step
+        for i in range(n):
+            _, _, terminated, truncated, _ = step(actions[i & 4095])
+            if terminated or truncated:
+                env.reset()
+
+    return run_env
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -94,16 +109,7 @@ def bench_ours(robot: str, backend: str, seconds: float) -> dict[str, Any]:
     from sim import make_env
 
     env = make_env(robot, backend)
-    n_act = len(env.robot.joints)
-    actions = np.random.default_rng(0).uniform(-1, 1, size=(4096, n_act)).astype(np.float32)
-
-    def run_env(n: int) -> None:
-        env.reset(seed=0)
-        step = env.step
-        for i in range(n):
-            _, _, terminated, truncated, _ = step(actions[i & 4095])
-            if terminated or truncated:
-                env.reset()
+    run_env = _env_runner(env, len(env.robot.joints))
 
     env_rate = _rate(run_env, seconds)
     if backend == "mujoco":
@@ -173,17 +179,7 @@ def bench_ant(seconds: float) -> dict[str, Any]:
     import mujoco
 
     env = gym.make("Ant-v5")
-    rng = np.random.default_rng(0)
-    n_act = int(np.prod(env.action_space.shape or (0,)))
-    actions = rng.uniform(-1, 1, size=(4096, n_act)).astype(np.float32)
-
-    def run_env(n: int) -> None:
-        env.reset(seed=0)
-        step = env.step
-        for i in range(n):
-            _, _, terminated, truncated, _ = step(actions[i & 4095])
-            if terminated or truncated:
-                env.reset()
+    run_env = _env_runner(env, int(np.prod(env.action_space.shape or (0,))))
 
     env_rate = _rate(run_env, seconds)
     u: Any = env.unwrapped

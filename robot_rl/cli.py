@@ -19,7 +19,9 @@ from robot_rl import __version__
 from robot_rl.bus.commands import KeysGen
 from robot_rl.data.commands import LogsExport, LogsImport, LogsInfo
 from robot_rl.data.errors import RunLockedError
-from sim.commands import SimGap
+from robot_rl.launch.commands import Launch
+from robot_rl.runners.commands import Learner
+from sim.commands import SimGap, SimWorker
 
 
 class Command(Protocol):
@@ -31,6 +33,13 @@ class Group:
     summary: str
     commands: dict[str, type[Command]]
 
+
+COMMANDS: dict[str, type[Command]] = {
+    "launch": Launch,
+    "learner": Learner,
+    "sim-worker": SimWorker,
+}
+"""Single commands: `robot-rl NAME ARGS...`."""
 
 GROUPS: dict[str, Group] = {
     "logs": Group(
@@ -53,10 +62,12 @@ def _usage(group: str | None = None) -> str:
         lines.append("usage: robot-rl COMMAND [SUBCOMMAND] [ARGS...]   (robot-rl COMMAND SUBCOMMAND --help)")
         lines.append("")
         lines.append("commands:")
+        for name, cls in COMMANDS.items():
+            lines.append(f"  {name:<19} {_summary(cls)}")
         for name, g in GROUPS.items():
-            lines.append(f"  {name:<8} {g.summary}")
+            lines.append(f"  {name:<19} {g.summary}")
             for sub, cls in g.commands.items():
-                lines.append(f"    {name} {sub:<10} {_summary(cls)}")
+                lines.append(f"    {name + ' ' + sub:<17} {_summary(cls)}")
     else:
         lines.append(f"usage: robot-rl {group} SUBCOMMAND [ARGS...]   (robot-rl {group} SUBCOMMAND --help)")
         lines.append("")
@@ -76,22 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] in ("-V", "--version"):
         print(f"robot-rl {__version__}")
         return 0
-    group_name, rest = args[0], args[1:]
-    if group_name not in GROUPS:
-        print(f"robot-rl: error: unknown command {group_name!r}; valid: {', '.join(GROUPS)}", file=sys.stderr)
+    name, rest = args[0], args[1:]
+    if name in COMMANDS:
+        cls, prog = COMMANDS[name], f"robot-rl {name}"
+    elif name in GROUPS:
+        group = GROUPS[name]
+        if not rest or rest[0] in ("-h", "--help"):
+            print(_usage(name))
+            return 0 if rest else 2
+        sub, rest = rest[0], rest[1:]
+        if sub not in group.commands:
+            valid = ", ".join(group.commands)
+            print(f"robot-rl: error: unknown subcommand {name} {sub!r}; valid: {valid}", file=sys.stderr)
+            return 2
+        cls, prog = group.commands[sub], f"robot-rl {name} {sub}"
+    else:
+        valid = ", ".join([*COMMANDS, *GROUPS])
+        print(f"robot-rl: error: unknown command {name!r}; valid: {valid}", file=sys.stderr)
         return 2
-    group = GROUPS[group_name]
-    if not rest or rest[0] in ("-h", "--help"):
-        print(_usage(group_name))
-        return 0 if rest else 2
-    sub, rest = rest[0], rest[1:]
-    if sub not in group.commands:
-        valid = ", ".join(group.commands)
-        print(f"robot-rl: error: unknown subcommand {group_name} {sub!r}; valid: {valid}", file=sys.stderr)
-        return 2
-    cls = group.commands[sub]
     try:
-        command = tyro.cli(cls, args=rest, prog=f"robot-rl {group_name} {sub}", description=cls.__doc__)
+        command = tyro.cli(cls, args=rest, prog=prog, description=cls.__doc__)
         return command.execute()
     except (ValueError, FileNotFoundError, FileExistsError, RunLockedError) as exc:
         # Bad input is reported in one line that names the problem; tracebacks are for bugs.

@@ -57,3 +57,63 @@ class SimGap:
         if self.out_png is not None:
             console.print(f"wrote {report.plot(self.out_png)}")
         return 0
+
+
+@dataclass(frozen=True)
+class SimWorker:
+    """Run N simulated environments in one process: act with the learner's policy, stream rollouts to it."""
+
+    connect: str
+    """Base bus address of the run (ipc:///DIR/rrl-RUN, inproc://rrl-RUN or tcp://HOST:PORT)."""
+    robot: RobotName = "quadruped"
+    """Robot to simulate."""
+    backend: BackendName = "mujoco"
+    """Physics backend."""
+    num_envs: int = 8
+    """Environments stepped in this process (one policy call per vector step acts for all of them)."""
+    profile: str = "nominal"
+    """Dynamics profile: a name in sim/profiles/ or a path to a TOML file."""
+    worker_id: str = ""
+    """Sender name on the bus (heartbeat/<worker-id>); default worker-<pid>."""
+    index: int | None = None
+    """Worker number: the chunks' worker_id and the control address control-<index>. Default: the
+    number that ends --worker-id (sim-3 -> 3), else the pid."""
+    seed: int = 0
+    """Seed of the environments and of the action noise."""
+    chunk_steps: int = 64
+    """Vector steps per rollout chunk (a chunk holds chunk_steps x num_envs transitions). 64 x 8 = 512
+    rows (~170 KB for the quadruped): the ~0.1 ms cost of a message is spread over 512 transitions
+    while the learner still sees data within ~0.1 s of it being produced."""
+    deterministic: bool = False
+    """Act with the mean action tanh(mu) instead of sampling."""
+    max_steps: int | None = None
+    """Stop after this many environment steps (rounded up to whole vector steps); none = run until stopped."""
+    max_episode_steps: int | None = None
+    """Override the task's episode length (control steps); none = the task's default."""
+    weights_timeout_s: float = 60.0
+    """How long to wait for the first policy weights before giving up (exit code 3)."""
+    send_timeout_s: float = 5.0
+    """How long a rollout send may block when the learner is not keeping up before the chunk is
+    dropped (counted dropped/backpressure); the worker does not step while it waits."""
+    sndhwm: int = 4
+    """Rollout chunks queued towards the learner before sends block (PUSH high-water mark)."""
+
+    def __post_init__(self) -> None:
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs: expected >= 1, got {self.num_envs}")
+        if self.chunk_steps < 1:
+            raise ValueError(f"chunk_steps: expected >= 1, got {self.chunk_steps}")
+        if self.index is not None and self.index < 1:
+            raise ValueError(f"index: expected >= 1 (0 is the learner's control address), got {self.index}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps: expected >= 1, got {self.max_steps}")
+        if self.weights_timeout_s <= 0 or self.send_timeout_s <= 0:
+            raise ValueError("weights_timeout_s and send_timeout_s must be > 0")
+        if self.sndhwm < 1:
+            raise ValueError(f"sndhwm: expected >= 1, got {self.sndhwm}")
+
+    def execute(self) -> int:
+        """Run until SIGTERM/SIGINT, a stop request or max_steps; returns the process exit code."""
+        from sim.worker import run_worker
+
+        return run_worker(self)

@@ -114,3 +114,69 @@ def default_endpoints(
         control_base=addr["control"],
         transport=transport,
     )
+
+
+_LINKS = ("weights", "rollout", "telemetry", "obs", "command", "control")
+_TCP_OFFSETS = {"weights": 0, "rollout": 1, "telemetry": 2, "obs": 3, "command": 4, "control": 10}
+_TCP_BASE = re.compile(r"^tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
+
+
+def endpoints_from_base(base: str) -> Endpoints:
+    """The endpoints of a run given one *base address*, the form a command line passes around.
+
+    - ``ipc:///dir/rrl-RUN`` -> ``ipc:///dir/rrl-RUN-weights``, ``...-rollout``, ... (the names
+      :func:`default_endpoints` gives run ``RUN`` with ``ipc_dir=/dir``);
+    - ``inproc://rrl-RUN`` -> ``inproc://rrl-RUN-weights``, ...;
+    - ``tcp://HOST:PORT`` -> the port layout of :func:`default_endpoints` with ``base_port=PORT``
+      (weights +0, rollout +1, telemetry +2, obs +3, command +4, control +10+i).
+
+    Any other form raises ValueError naming the address and the accepted forms.
+    """
+    if base.startswith("tcp://"):
+        m = _TCP_BASE.match(base)
+        if m is None:
+            raise ValueError(f"base address {base!r}: expected tcp://HOST:PORT (IPv6 hosts in brackets)")
+        port = int(m.group("port"))
+        if not 1024 <= port <= 65535 - 64:
+            raise ValueError(f"base address {base!r}: port {port} out of range 1024..65471")
+        addr = {n: f"tcp://{m.group('host')}:{port + _TCP_OFFSETS[n]}" for n in _LINKS}
+        transport: Transport = "tcp"
+    elif base.startswith(("ipc://", "inproc://")):
+        transport = "ipc" if base.startswith("ipc://") else "inproc"
+        name = base.split("://", 1)[1]
+        if not name or name.endswith("/") or any(c.isspace() for c in name):
+            raise ValueError(f"base address {base!r}: expected {transport}://NAME with a non-empty NAME")
+        addr = {n: f"{base}-{n}" for n in _LINKS}
+        # The longest link name plus a control index must still fit a unix socket path (~107 bytes).
+        if transport == "ipc" and len(addr["telemetry"]) - len("ipc://") > 100:
+            raise ValueError(f"base address {base!r}: ipc path too long for a unix socket (> 100 bytes)")
+    else:
+        raise ValueError(
+            f"base address {base!r}: expected ipc:///DIR/rrl-RUN, inproc://rrl-RUN or tcp://HOST:PORT"
+        )
+    return Endpoints(
+        weights=addr["weights"],
+        rollout=addr["rollout"],
+        telemetry=addr["telemetry"],
+        obs=addr["obs"],
+        command=addr["command"],
+        control_base=addr["control"],
+        transport=transport,
+    )
+
+
+def base_address(endpoints: Endpoints) -> str:
+    """The base address that :func:`endpoints_from_base` maps back to ``endpoints``.
+
+    Raises ValueError when ``endpoints`` does not follow the base layout (hand-built addresses).
+    """
+    if endpoints.transport == "tcp":
+        base = endpoints.weights
+    else:
+        suffix = "-weights"
+        if not endpoints.weights.endswith(suffix):
+            raise ValueError(f"weights address {endpoints.weights!r} does not end in {suffix!r}")
+        base = endpoints.weights[: -len(suffix)]
+    if endpoints_from_base(base) != endpoints:
+        raise ValueError(f"endpoints {endpoints} do not follow the layout of base address {base!r}")
+    return base

@@ -78,8 +78,10 @@ def test_commands_module_import_is_light() -> None:
     assert out.strip() == "[]"
 
 
-def test_cli_dispatch_positional_run_and_errors(make_run: MakeRun, capsys: pytest.CaptureFixture[str]) -> None:
-    from robot_rl.cli import GROUPS, main
+def test_cli_dispatch_positional_run_and_errors(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from robot_rl.cli import COMMANDS, GROUPS, main
 
     run_dir, _ = make_run(n_episodes=2, steps=3)
     assert main(["logs", "info", str(run_dir), "--json"]) == 0
@@ -89,6 +91,8 @@ def test_cli_dispatch_positional_run_and_errors(make_run: MakeRun, capsys: pytes
     for group, g in GROUPS.items():
         for sub in g.commands:
             assert f"{group} {sub}" in listing
+    for name in COMMANDS:
+        assert f"  {name} " in listing
     assert main(["bogus"]) == 2
     assert "valid: " in capsys.readouterr().err
     assert main(["logs", "info", str(run_dir / "missing")]) == 2

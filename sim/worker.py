@@ -413,7 +413,8 @@ class SimWorkerProcess:
 
         def beat(state: str) -> None:
             rejected = {k: v for k, v in weights_rx.counters.items() if k.startswith("rejected/")}
-            if heart.tick(state, {**self.counters, **{f"weights_{k}": v for k, v in rejected.items()}}):
+            counters = {**self.counters, **{f"weights_{k}": v for k, v in rejected.items()}}
+            if heart.tick(state, {**counters, **responder.rejections()}):
                 self.counters["msgs_out"] += 1
 
         log.info(

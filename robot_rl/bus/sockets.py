@@ -441,6 +441,10 @@ class Responder:
         self.sender = Sender(sock, sender)
         self.counters = self.receiver.counters
 
+    def rejections(self, prefix: str = "control/") -> dict[str, int]:
+        """Non-zero ``rejected/<reason>`` counts of this socket, keys prefixed (for heartbeats)."""
+        return {prefix + k: v for k, v in self.counters.items() if k.startswith("rejected/") and v}
+
     def recv_request(self, timeout_ms: int) -> tuple[bytes, Envelope, Request] | None:
         """The next valid request within ``timeout_ms``, or None."""
         deadline = time.monotonic() + timeout_ms / 1000.0

@@ -103,6 +103,7 @@ class LearnerProcess:
         self.algorithm = algorithm
         self.endpoints = endpoints_from_base(cfg.bind)
         self.stop_reason = ""
+        self.responder: Responder | None = None
         self.version = 0
         self.weights: PolicyWeights | None = None
         self.rng = np.random.default_rng(cfg.seed)
@@ -226,6 +227,8 @@ class LearnerProcess:
     def heartbeat_counters(self, receiver: RolloutReceiver) -> dict[str, int]:
         out = dict(self.counters)
         out.update(receiver.all_counters())
+        if self.responder is not None:
+            out.update(self.responder.rejections())
         out["msgs_in"] = self.counters["msgs_in"] + receiver.counters["received/chunks"]
         out["replay/sim_size"] = len(receiver.mixer.buffer(Source.SIM))
         out["replay/sim_added"] = receiver.mixer.buffer(Source.SIM).added
@@ -276,6 +279,7 @@ class LearnerProcess:
                 assembler=assembler,
             )
             responder = Responder(make_router(ctx, ep.control(0)), cfg.learner_id)
+            self.responder = responder
             heart = Heartbeater(Sender(make_pub(ctx, ep.telemetry, bind=False, sndhwm=100), cfg.learner_id))
             log.info(
                 "%s: bound %s (weights), %s (rollout), %s (control)",

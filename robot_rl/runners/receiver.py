@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_rl.bus.codec import DecodeLimits
 from robot_rl.bus.messages import RolloutChunk, chunk_transitions
 from robot_rl.bus.sockets import BusContext, Receiver, make_pull
 from robot_rl.bus.topics import Endpoints
@@ -205,7 +206,12 @@ class RolloutReceiver:
         self.act_dim = expected_act_dim
         self.max_chunk_rows = max_chunk_rows
         self.assembler = assembler
-        self.receiver = Receiver(make_pull(ctx, endpoints.rollout, rcvhwm=rcvhwm))
+        # The largest array a valid chunk can carry is its (rows, obs_dim) float32 observations: anything
+        # bigger is refused by the codec as "oversized" before a buffer is even looked at.
+        limits = DecodeLimits(
+            max_array_bytes=max_chunk_rows * max(4 * expected_obs_dim, 4 * expected_act_dim, 8)
+        )
+        self.receiver = Receiver(make_pull(ctx, endpoints.rollout, rcvhwm=rcvhwm), limits=limits)
         self.counters: dict[str, int] = {
             "received/chunks": 0,
             "received/transitions": 0,

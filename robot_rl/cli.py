@@ -105,15 +105,20 @@ def main(argv: list[str] | None = None) -> int:
         valid = ", ".join([*COMMANDS, *GROUPS])
         print(f"robot-rl: error: unknown command {name!r}; valid: {valid}", file=sys.stderr)
         return 2
+    return run_command(cls, rest, prog)
+
+
+def run_command(cls: type[Command], args: list[str], prog: str) -> int:
+    """Parse `args` into `cls` with tyro and execute it (also the `python -m` entry of the processes)."""
     try:
-        command = tyro.cli(cls, args=rest, prog=prog, description=cls.__doc__)
+        command = tyro.cli(cls, args=args, prog=prog, description=cls.__doc__)
         return command.execute()
     except (ValueError, FileNotFoundError, FileExistsError, RunLockedError) as exc:
         # Bad input is reported in one line that names the problem; tracebacks are for bugs.
-        print(f"robot-rl: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("robot-rl: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

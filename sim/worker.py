@@ -517,21 +517,10 @@ def run_worker(cfg: SimWorker) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m sim.worker ARGS`` (the arguments of ``robot-rl sim-worker``)."""
-    import tyro
-
+    from robot_rl.cli import run_command
     from sim.commands import SimWorker
 
-    cfg = tyro.cli(
-        SimWorker,
-        args=sys.argv[1:] if argv is None else argv,
-        prog="sim.worker",
-        description=SimWorker.__doc__,
-    )
-    try:
-        return cfg.execute()
-    except ValueError as err:
-        print(f"sim-worker: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(SimWorker, sys.argv[1:] if argv is None else argv, "sim.worker")
 
 
 if __name__ == "__main__":

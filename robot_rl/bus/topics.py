@@ -89,31 +89,15 @@ def default_endpoints(
     """
     if not _RUN_ID.match(run_id):
         raise ValueError(f"run_id {run_id!r}: use 1-64 characters from A-Z a-z 0-9 _ . -")
-    names = ("weights", "rollout", "telemetry", "obs", "command", "control")
     if transport == "inproc":
-        addr = {n: f"inproc://rrl-{run_id}-{n}" for n in names}
-    elif transport == "ipc":
+        return endpoints_from_base(f"inproc://rrl-{run_id}")
+    if transport == "ipc":
         base = Path(tempfile.gettempdir()) if ipc_dir is None else ipc_dir
-        addr = {n: f"ipc://{base}/rrl-{run_id}-{n}" for n in names}
-        if len(addr["telemetry"]) - len("ipc://") > 100:
-            raise ValueError(f"ipc path {addr['telemetry']!r} is too long for a unix socket; pass ipc_dir")
-    elif transport == "tcp":
-        if not 1024 <= base_port <= 65535 - 64:
-            raise ValueError(f"base_port {base_port} out of range 1024..65471")
+        return endpoints_from_base(f"ipc://{base}/rrl-{run_id}")
+    if transport == "tcp":
         h = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        offsets = {"weights": 0, "rollout": 1, "telemetry": 2, "obs": 3, "command": 4, "control": 10}
-        addr = {n: f"tcp://{h}:{base_port + offsets[n]}" for n in names}
-    else:
-        raise ValueError(f"transport {transport!r}: expected 'ipc', 'inproc' or 'tcp'")
-    return Endpoints(
-        weights=addr["weights"],
-        rollout=addr["rollout"],
-        telemetry=addr["telemetry"],
-        obs=addr["obs"],
-        command=addr["command"],
-        control_base=addr["control"],
-        transport=transport,
-    )
+        return endpoints_from_base(f"tcp://{h}:{base_port}")
+    raise ValueError(f"transport {transport!r}: expected 'ipc', 'inproc' or 'tcp'")
 
 
 _LINKS = ("weights", "rollout", "telemetry", "obs", "command", "control")

@@ -354,21 +354,10 @@ def run_learner(cfg: Learner, algorithm: Algorithm | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m robot_rl.runners.learner_process ARGS`` (the arguments of ``robot-rl learner``)."""
-    import tyro
-
+    from robot_rl.cli import run_command
     from robot_rl.runners.commands import Learner
 
-    cfg = tyro.cli(
-        Learner,
-        args=sys.argv[1:] if argv is None else argv,
-        prog="learner_process",
-        description=Learner.__doc__,
-    )
-    try:
-        return cfg.execute()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"learner: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(Learner, sys.argv[1:] if argv is None else argv, "learner_process")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,9 @@ traffic continues (rollouts keep arriving, control requests are still answered).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,39 +75,19 @@ def barrage(valid: Callable[[], list[bytes]], seed: int) -> list[list[bytes]]:
     return out
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-
-    def start(module: str, *args: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"{module}.log", "ab")  # noqa: SIM115 -- the child owns it
-        p = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=log, env=env, cwd=ROOT)
-        log.close()
-        started.append(p)
-        return p
-
-    try:
-        yield start
-    finally:
-        for p in started:
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=10)
-
-
 def test_bound_sockets_of_running_processes_survive_garbage(
-    tmp_path: Path, procs: Callable[..., Any]
+    tmp_path: Path, spawn: Callable[..., Any]
 ) -> None:
     base = f"ipc://{tmp_path}/rrl-f"
     ep = endpoints_from_base(base)
     policy = save_npz(tmp_path / "policy.npz", random_init(OBS_DIM, ACT_DIM, seed=1))
-    learner = procs(
-        "robot_rl.runners.learner_process", "--bind", base, "--robot", "quadruped", "--policy", str(policy)
-    )
-    worker = procs(
+    learner = spawn(
+        "robot_rl.runners.learner_process", "--bind", base, "--robot", "quadruped", "--policy", str(policy),
+        name="learner",
+    )  # fmt: skip
+    worker = spawn(
         "sim.worker", "--connect", base, "--robot", "quadruped", "--num-envs", "2", "--worker-id", "sim-1",
-        "--chunk-steps", "8",
+        "--chunk-steps", "8", name="worker",
     )  # fmt: skip
     with BusContext() as ctx:
         telemetry = Receiver(make_sub(ctx, ep.telemetry, topics=(HEARTBEAT_PREFIX,), bind=True))

@@ -11,13 +11,11 @@
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,37 +36,12 @@ CHUNK_STEPS = 8  # 24 rows per full chunk
 EP_STEPS = 20
 ROOT = Path(__file__).resolve().parents[2]
 
-Spawn = Callable[..., subprocess.Popen[bytes]]
+Spawn = Callable[..., subprocess.Popen[bytes]]  # the `spawn` fixture of tests/integration/conftest.py
 
 
 @pytest.fixture
 def base(tmp_path: Path) -> str:
     return f"ipc://{tmp_path}/rrl-t"
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start ``python -m MODULE ARGS`` with stderr to a file; every process is killed at teardown."""
-    procs: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-
-    def start(module: str, *args: str, name: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 -- closed with the process below
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args], stdout=log, stderr=log, env=env, cwd=ROOT
-        )
-        proc.log_path = tmp_path / f"{name}.log"  # type: ignore[attr-defined]
-        procs.append(proc)
-        log.close()
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
 
 
 def worker_args(base: str, *extra: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import tyro
 
+from firmware_bridge.emulator.commands import Emulator
 from robot_rl import __version__
 from robot_rl.bus.commands import KeysGen
 from robot_rl.data.commands import LogsExport, LogsImport, LogsInfo
@@ -35,6 +36,7 @@ class Group:
 
 
 COMMANDS: dict[str, type[Command]] = {
+    "emulator": Emulator,
     "launch": Launch,
     "learner": Learner,
     "sim-worker": SimWorker,

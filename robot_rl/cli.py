@@ -15,6 +15,7 @@ from typing import Protocol
 
 import tyro
 
+from firmware_bridge.bridge_commands import Bridge
 from firmware_bridge.emulator.commands import Emulator
 from robot_rl import __version__
 from robot_rl.bus.commands import KeysGen
@@ -36,6 +37,7 @@ class Group:
 
 
 COMMANDS: dict[str, type[Command]] = {
+    "bridge": Bridge,
     "emulator": Emulator,
     "launch": Launch,
     "learner": Learner,

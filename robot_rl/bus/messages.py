@@ -194,7 +194,12 @@ class RolloutChunk(Message, frozen=True, kw_only=True):
     """(N,) int64 source time of ``next_obs``, ns."""
 
 
-Command: TypeAlias = Literal["seed", "reset", "status", "stop"]
+Command: TypeAlias = Literal["seed", "reset", "status", "stop", "estop", "clear_fault"]
+"""Control commands. ``stop`` asks a process to shut down cleanly; ``estop`` and ``clear_fault`` are
+for the firmware bridge only (``estop``: latch the robot's e-stop, replied to after the firmware's
+ACK; ``clear_fault``: clear latched faults). ``stop`` is never read as an e-stop: shutting a process
+down and stopping a robot are different requests. Processes answer ``ok=false`` to commands they do
+not support."""
 
 
 class Request(Message, frozen=True, kw_only=True):
@@ -226,6 +231,86 @@ class Status(Message, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "status"
     state: Name
     counters: CounterMap = {}
+
+
+class JointState(Message, frozen=True, kw_only=True):
+    """The robot's measured state in SI units, published by the firmware bridge on ``obs/<robot>``.
+
+    Converted from one firmware SENSOR_STATE with the robot's calibration (docs/serial-protocol.md).
+    Joint arrays are (n,) in the calibration's joint order; all float arrays are finite.
+    """
+
+    KIND: ClassVar[str] = "joint_state"
+    robot: Name
+    joint_pos_rad: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(n,) joint angles, rad."""
+    joint_vel_radps: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(n,) joint velocities, rad/s."""
+    joint_torque_nm: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(n,) joint torques from motor current, N m."""
+    gyro_radps: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(3,) body angular velocity, rad/s."""
+    accel_mps2: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(3,) body specific force, m/s^2 (+9.81 on z at rest)."""
+    quat_wxyz: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(4,) orientation body -> world, w first."""
+    foot_contact: Annotated[BoolArray, ArrayField("|b1", ndim=1)]
+    """(k,) foot contact flags in the robot's foot order ((0,) for robots without feet)."""
+    mode: Name
+    """Firmware control mode: ``IDLE``, ``POSITION_PD``, ``TORQUE`` or ``DAMPING``."""
+    faults: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    """Latched firmware fault bits: 0 WATCHDOG, 1 ESTOP, 2 OVER_CURRENT, 3 OVER_TEMPERATURE, 4 BAD_COMMAND."""
+    t_us: NonNegInt
+    """Firmware sample time, us (the firmware's clock, wraps after 71.6 min)."""
+    last_cmd_seq: NonNegInt
+    """Serial sequence number of the last JOINT_COMMAND the firmware applied (0 before the first)."""
+
+
+class JointTarget(Message, frozen=True, kw_only=True):
+    """A position command from a policy to the firmware bridge (command link, single-part).
+
+    ``kp``/``kd`` of shape (0,) mean "the calibration's gains"; otherwise (n,), >= 0.
+    The bridge clamps ``q_target_rad`` with ``firmware_bridge.safety.clamp_command`` before sending.
+    """
+
+    KIND: ClassVar[str] = "joint_target"
+    robot: Name
+    q_target_rad: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(n,) requested joint angles, rad."""
+    kp: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)] = msgspec.field(
+        default_factory=lambda: np.zeros(0, np.float64)
+    )
+    """(n,) or (0,) stiffness, N m/rad."""
+    kd: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)] = msgspec.field(
+        default_factory=lambda: np.zeros(0, np.float64)
+    )
+    """(n,) or (0,) damping, N m s/rad."""
+
+
+class CommandSent(Message, frozen=True, kw_only=True):
+    """What the firmware bridge actually sent after the safety clamp (never the requested command).
+
+    Published on ``command_sent/<robot>`` for every JOINT_COMMAND frame written to the firmware.
+    """
+
+    KIND: ClassVar[str] = "command_sent"
+    robot: Name
+    q_rad: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(n,) position targets sent, rad (after clamping; rounded to whole encoder ticks on the wire)."""
+    target_ticks: Annotated[I64Array, ArrayField("<i8", ndim=1)]
+    """(n,) the same targets as the encoder ticks written to the firmware."""
+    kp: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(n,) stiffness sent, N m/rad (as quantised on the wire)."""
+    kd: Annotated[F64Array, ArrayField("<f8", ndim=1, finite=True)]
+    """(n,) damping sent, N m s/rad (as quantised on the wire)."""
+    clipped_limit: Annotated[BoolArray, ArrayField("|b1", ndim=1)]
+    """(n,) the request was outside the joint's position limits."""
+    clipped_step: Annotated[BoolArray, ArrayField("|b1", ndim=1)]
+    """(n,) the request moved more than the per-step limit from the previous command."""
+    rejected: bool
+    """The request was rejected (non-finite) and the previous command held."""
+    seq: Annotated[int, msgspec.Meta(ge=0, le=65535)]
+    """Serial sequence number of the JOINT_COMMAND frame (matches ``JointState.last_cmd_seq``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +347,19 @@ def _spec_of(cls: type[Message]) -> MessageSpec:
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.KIND: cls for cls in (Heartbeat, Observation, PolicyWeights, RolloutChunk, Request, Reply, Status)
+    cls.KIND: cls
+    for cls in (
+        Heartbeat,
+        Observation,
+        PolicyWeights,
+        RolloutChunk,
+        Request,
+        Reply,
+        Status,
+        JointState,
+        JointTarget,
+        CommandSent,
+    )
 }
 """Registry kind -> payload type. A kind not in it is rejected (reason ``unknown_kind``)."""
 
@@ -278,8 +375,16 @@ class PayloadError(ValueError):
     """A payload that is well formed on the wire but violates its message type's rules."""
 
 
-PAYLOAD_RULE_TYPES: frozenset[type[Message]] = frozenset({RolloutChunk, PolicyWeights})
+PAYLOAD_RULE_TYPES: frozenset[type[Message]] = frozenset(
+    {RolloutChunk, PolicyWeights, JointState, JointTarget, CommandSent}
+)
 """The types :func:`check_payload` has rules for (the codec skips the call for the others)."""
+
+
+def _same_shape(msg: Message, shape: tuple[int, ...], *names: str) -> None:
+    for name in names:
+        if getattr(msg, name).shape != shape:
+            raise PayloadError(f"{name}: shape {getattr(msg, name).shape}, expected {shape}")
 
 
 def check_payload(msg: Message) -> None:
@@ -301,6 +406,22 @@ def check_payload(msg: Message) -> None:
             raise PayloadError("step and episode_index must be >= 0")
         if bool(np.any(msg.terminated & msg.truncated)):
             raise PayloadError("a row is both terminated and truncated (a terminal state is terminated only)")
+    elif isinstance(msg, JointState):
+        n = msg.joint_pos_rad.shape[0]
+        _same_shape(msg, (n,), "joint_vel_radps", "joint_torque_nm")
+        _same_shape(msg, (3,), "gyro_radps", "accel_mps2")
+        _same_shape(msg, (4,), "quat_wxyz")
+    elif isinstance(msg, JointTarget):
+        n = msg.q_target_rad.shape[0]
+        for name in ("kp", "kd"):
+            value = getattr(msg, name)
+            if value.shape not in ((0,), (n,)):
+                raise PayloadError(f"{name}: shape {value.shape}, expected (0,) or ({n},)")
+            if value.size and not bool(np.all(value >= 0.0)):
+                raise PayloadError(f"{name} must be >= 0")
+    elif isinstance(msg, CommandSent):
+        n = msg.q_rad.shape[0]
+        _same_shape(msg, (n,), "target_ticks", "kp", "kd", "clipped_limit", "clipped_step")
     elif isinstance(msg, PolicyWeights):
         if msg.obs_std.shape != msg.obs_mean.shape:
             raise PayloadError(f"obs_std shape {msg.obs_std.shape} != obs_mean shape {msg.obs_mean.shape}")

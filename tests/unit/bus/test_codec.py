@@ -28,8 +28,11 @@ from robot_rl.bus.codec import (
 from robot_rl.bus.messages import (
     BUS_SCHEMA_VERSION,
     MESSAGE_TYPES,
+    CommandSent,
     Envelope,
     Heartbeat,
+    JointState,
+    JointTarget,
     Message,
     Observation,
     PolicyWeights,
@@ -108,7 +111,44 @@ def sample_messages() -> list[Message]:
         Request(command="stop"),
         Reply(request_seq=7, ok=False, error="busy", payload={"steps": 10, "state": "running"}),
         Status(state="running", counters={"episodes": 3}),
+        Request(command="estop"),
+        Request(command="clear_fault"),
+        sample_joint_state(),
+        JointTarget(robot="quadruped", q_target_rad=np.linspace(-1.0, 1.0, 8)),
+        JointTarget(robot="quadruped", q_target_rad=np.zeros(8), kp=np.full(8, 40.0), kd=np.full(8, 1.0)),
+        sample_command_sent(),
     ]
+
+
+def sample_joint_state() -> JointState:
+    return JointState(
+        robot="quadruped",
+        joint_pos_rad=np.linspace(-1.0, 1.0, 8),
+        joint_vel_radps=np.full(8, 0.25),
+        joint_torque_nm=np.arange(8, dtype=np.float64),
+        gyro_radps=np.array([0.001, -0.002, 0.003]),
+        accel_mps2=np.array([0.0, 0.0, 9.81]),
+        quat_wxyz=np.array([1.0, 0.0, 0.0, 0.0]),
+        foot_contact=np.array([True, False, True, True]),
+        mode="POSITION_PD",
+        faults=1,
+        t_us=123456,
+        last_cmd_seq=65535,
+    )
+
+
+def sample_command_sent() -> CommandSent:
+    return CommandSent(
+        robot="quadruped",
+        q_rad=np.linspace(-0.3, 0.3, 8),
+        target_ticks=np.arange(8, dtype=np.int64) * -1000,
+        kp=np.full(8, 40.0),
+        kd=np.full(8, 1.0),
+        clipped_limit=np.zeros(8, np.bool_),
+        clipped_step=np.array([True] + [False] * 7),
+        rejected=False,
+        seq=42,
+    )
 
 
 def assert_same(a: Message, b: Message) -> None:
@@ -525,3 +565,23 @@ def test_fuzz_is_fast_enough_to_keep() -> None:
     for _ in range(2000):
         decode(frames)
     assert (time.perf_counter() - t0) / 2000 < 50e-6
+
+
+def test_joint_kinds_enforce_their_shape_rules() -> None:
+    bad = [
+        msgspec.structs.replace(sample_joint_state(), joint_vel_radps=np.zeros(3)),
+        msgspec.structs.replace(sample_joint_state(), quat_wxyz=np.zeros(3)),
+        JointTarget(robot="q", q_target_rad=np.zeros(8), kp=np.zeros(7)),
+        JointTarget(robot="q", q_target_rad=np.zeros(8), kd=np.full(8, -1.0)),
+        msgspec.structs.replace(sample_command_sent(), clipped_step=np.zeros(2, np.bool_)),
+    ]
+    for msg in bad:
+        with pytest.raises(ValueError):
+            encode(b"t", make_env(), msg)
+
+
+def test_joint_target_with_nan_is_rejected_on_receipt() -> None:
+    msg = JointTarget(robot="q", q_target_rad=np.array([0.0, np.nan]))
+    with pytest.raises(BusDecodeError) as err:
+        decode_single(encode_single(b"", make_env(), msg))
+    assert err.value.reason == "nan"

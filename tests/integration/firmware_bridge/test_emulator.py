@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import serial
 
 from firmware_bridge.calibration import (
     Calibration,
@@ -49,8 +50,6 @@ from firmware_bridge.protocol import (
     SequenceCounter,
     encode_message,
 )
-
-serial = pytest.importorskip("serial")
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from robot_rl.data.reader import EpisodeReader  # imported after the skips above
 from robot_rl.launch.config import load_topology
 from robot_rl.launch.supervisor import LineReporter, ProcessStatus, Supervisor, prepare_launch
-
-pytest.importorskip("sim.worker")
-pytest.importorskip("robot_rl.runners.learner_process")
-
-from robot_rl.data.reader import EpisodeReader  # imported after the skips above
 from robot_rl.nets.numpy_policy import NumpyPolicy, load_npz, random_init, save_npz
 
 pytestmark = pytest.mark.integration

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -12,7 +13,6 @@ from robot_rl.data.d4rl_io import export_d4rl, import_d4rl
 from robot_rl.data.store import LogFormatError, open_run
 from robot_rl.schema import Episode
 
-h5py = pytest.importorskip("h5py")
 MakeRun = Callable[..., tuple[Path, list[Episode]]]
 
 

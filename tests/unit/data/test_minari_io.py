@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import minari
 import numpy as np
 import pytest
 
@@ -13,7 +14,6 @@ from robot_rl.data.minari_io import export_minari, import_minari
 from robot_rl.data.store import LogFormatError, open_run
 from robot_rl.schema import Episode, Source
 
-pytest.importorskip("minari")
 MakeRun = Callable[..., tuple[Path, list[Episode]]]
 
 
@@ -33,7 +33,6 @@ def test_round_trip_is_lossless(make_run: MakeRun, tmp_path: Path) -> None:
 
 
 def test_exported_dataset_reads_as_plain_minari(make_run: MakeRun, tmp_path: Path) -> None:
-    import minari
 
     run_dir, eps = make_run(n_episodes=2, steps=3)
     ds = export_minari(run_dir, tmp_path / "m")
@@ -47,7 +46,6 @@ def test_exported_dataset_reads_as_plain_minari(make_run: MakeRun, tmp_path: Pat
 def _foreign_dataset(root: Path) -> Path:
     """A Minari dataset made with plain arrays, no robot-rl metadata."""
     import gymnasium as gym
-    import minari
     from minari.data_collector import EpisodeBuffer
 
     rng = np.random.default_rng(0)
@@ -84,7 +82,6 @@ def _foreign_dataset(root: Path) -> Path:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_import_foreign_dataset(tmp_path: Path) -> None:
-    import minari
 
     path = _foreign_dataset(tmp_path / "m")
     src = list(minari.MinariDataset(path / "data").iterate_episodes())

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 from collections.abc import Iterator
@@ -18,17 +17,9 @@ from sim.profile import DynamicsProfile, GapProfile
 from sim.robots import ROBOTS, get_robot
 from sim.robots.mjcf import to_mjcf
 
-# Lead: drop this skip once sim.backends.pybullet_backend is in the tree.
-_HAS_PYBULLET_BACKEND = importlib.util.find_spec("sim.backends.pybullet_backend") is not None
-
 
 def _backend_param(name: str) -> object:
-    marks = (
-        [pytest.mark.skip(reason="sim.backends.pybullet_backend not written yet")]
-        if name == "pybullet" and not _HAS_PYBULLET_BACKEND
-        else []
-    )
-    return pytest.param(name, marks=marks, id=name)
+    return pytest.param(name, id=name)
 
 
 ALL_BACKENDS = [_backend_param(b) for b in BACKENDS]
@@ -121,8 +112,6 @@ def test_mujoco_handles_exposed_and_gravity_edit_changes_dynamics(backend: str) 
 
 
 def test_model_handles_absent_on_pybullet() -> None:
-    if not _HAS_PYBULLET_BACKEND:
-        pytest.skip("sim.backends.pybullet_backend not written yet")
     env = make_env("quadruped", "pybullet")
     assert env.n_substeps == 10
     with pytest.raises(AttributeError):
@@ -201,9 +190,8 @@ def test_quadruped_stands_two_seconds_with_zero_action(backend: str) -> None:
 
 
 def test_layouts_identical_across_backends() -> None:
-    backends = [b for b in BACKENDS if b != "pybullet" or _HAS_PYBULLET_BACKEND]
     for robot in ROBOTS:
-        envs = [make_env(robot, b) for b in backends]
+        envs = [make_env(robot, b) for b in BACKENDS]
         ref = envs[0]
         assert len(ref.obs_names) == ref.observation_space.shape[0] == len(set(ref.obs_names))
         for env in envs[1:]:

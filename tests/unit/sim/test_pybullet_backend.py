@@ -384,16 +384,19 @@ def test_marker_and_render(arm: PyBulletBackend) -> None:
 
 
 def _mujoco_model(robot: RobotModel) -> tuple[Any, Any]:
-    """(mujoco module, MjModel of `robot`), skipping when MuJoCo or the MJCF compiler is unavailable."""
-    mujoco = pytest.importorskip("mujoco")
-    mjcf = pytest.importorskip("sim.robots.mjcf")
+    """(mujoco module, MjModel of `robot`)."""
+    import mujoco
+
+    from sim.robots import mjcf
+
     return mujoco, mujoco.MjModel.from_xml_string(mjcf.to_mjcf(robot))
 
 
 def _shipped_robots() -> list[RobotModel]:
-    quadruped = pytest.importorskip("sim.robots.quadruped")
-    manipulator = pytest.importorskip("sim.robots.manipulator")
-    return [quadruped.QUADRUPED, manipulator.MANIPULATOR]
+    from sim.robots.manipulator import MANIPULATOR
+    from sim.robots.quadruped import QUADRUPED
+
+    return [QUADRUPED, MANIPULATOR]
 
 
 def test_shipped_robots_match_mujoco_joints_pose_masses_and_sites() -> None:

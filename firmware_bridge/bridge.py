@@ -17,8 +17,9 @@ Data flow (docs/serial-protocol.md, docs/bus.md):
   (frames dropped by reason, sequence gaps and restarts, watchdog trips, commands clipped and rejected, port
   losses).
 - Control ROUTER at `Endpoints.control(control_index)`: `estop` (ESTOP frames every 20 ms until the firmware
-  ACKs; the reply is sent only after the ACK, or `ok=false` after the timeout), `clear_fault`, `status`,
-  `stop` (shut the bridge down).
+  ACKs; the reply is sent only after the ACK, or `ok=false` after the timeout), `clear_fault`, `reset`
+  (RESET_REQUEST every 200 ms until ACKed, same reply rule; the emulator puts the robot back in its start
+  pose, real firmware answers UNSUPPORTED -> `ok=false`), `status`, `stop` (shut the bridge down).
 - A lost port (OSError from read/write, end of file on a hung-up pseudo-terminal) is counted (`port/lost`),
   closed and reopened with back-off 0.1 s doubling to 3.2 s; every new connection repeats the HELLO handshake
   and forgets the previous sent command, so the first command after it is clamped against measured positions.
@@ -74,6 +75,7 @@ from firmware_bridge.protocol import (
     JointCommand,
     Message,
     MessageType,
+    ResetRequest,
     Role,
     SensorState,
     SequenceCounter,
@@ -108,6 +110,9 @@ FloatArray = npt.NDArray[np.float64]
 
 FIRMWARE_HEARTBEAT_S = 0.1  # docs/serial-protocol.md section 8
 ESTOP_RETRY_S = 0.02  # section 8: ESTOP every 20 ms until ACKed
+# A reset makes the emulator run its settle physics at once (0.3 s simulated): retry slower than that work
+# takes, so a slow emulator is not asked to reset again and again.
+RESET_RETRY_S = 0.2
 LINK_SILENT_S = 0.25  # section 8: no valid frame for 250 ms -> link lost
 HELLO_RETRY_S = 0.5  # firmware may still be booting: repeat our HELLO until it answers
 N_FEET = 4  # FOOT_CONTACTS bits are FL, FR, RL, RR (section 6.3)
@@ -181,9 +186,9 @@ class BridgeConfig:
 
 @dataclass
 class _PendingAck:
-    """An e-stop or clear-fault request waiting for the firmware's ACK (the reply waits with it)."""
+    """An e-stop, clear-fault or reset request waiting for the firmware's ACK (the reply waits with it)."""
 
-    kind: Literal["estop", "clear_fault"]
+    kind: Literal["estop", "clear_fault", "reset"]
     identity: bytes
     request_env: Envelope
     frame_seqs: set[int]
@@ -478,7 +483,11 @@ class Bridge:
         p = self._pending
         if p is None or ack.acked_seq not in p.frame_seqs:
             return
-        want = MessageType.ESTOP if p.kind == "estop" else MessageType.CLEAR_FAULT
+        want = {
+            "estop": MessageType.ESTOP,
+            "clear_fault": MessageType.CLEAR_FAULT,
+            "reset": MessageType.RESET_REQUEST,
+        }[p.kind]
         if ack.acked_type != want:
             return
         self._pending = None
@@ -487,6 +496,9 @@ class Bridge:
         if ack.result == AckResult.OK:
             if p.kind == "clear_fault":
                 self.estopped = False
+                self.prev_sent = None
+            elif p.kind == "reset":
+                # The firmware is IDLE at a new pose: clamp the next command against measured positions.
                 self.prev_sent = None
             self.counters.inc(f"{p.kind}/ok")
             self._control.reply(p.identity, p.request_env, ok=True, payload={"ack": ack.result.name})
@@ -619,7 +631,7 @@ class Bridge:
 
     def _on_request(self, identity: bytes, env: Envelope, req: Request, now: float) -> None:
         assert self._control is not None
-        if req.command in ("estop", "clear_fault"):
+        if req.command in ("estop", "clear_fault", "reset"):
             if self.state != "running":
                 # Never report "stopped" without the firmware's word for it.
                 self._control.reply(identity, env, ok=False, error=f"{req.command}: firmware not connected")
@@ -629,8 +641,9 @@ class Bridge:
                 self._fail_pending(f"superseded by {req.command}")
             if req.command == "estop":
                 self.estopped = True  # stop forwarding motion commands at once, before the ACK
+            kind: Literal["estop", "clear_fault", "reset"] = req.command
             self._pending = _PendingAck(
-                kind="estop" if req.command == "estop" else "clear_fault",
+                kind=kind,
                 identity=identity,
                 request_env=env,
                 frame_seqs=set(),
@@ -656,11 +669,17 @@ class Bridge:
             self._fail_pending(f"no ACK from the firmware within {self.config.ack_timeout_s:g} s")
             return
         if now >= p.next_send:
-            msg: Message = Estop(EstopReason.OPERATOR) if p.kind == "estop" else ClearFault()
+            msg: Message
+            if p.kind == "estop":
+                msg = Estop(EstopReason.OPERATOR)
+            elif p.kind == "clear_fault":
+                msg = ClearFault()
+            else:
+                msg = ResetRequest()
             seq = self._write(msg, delimit=True)
             if seq is not None and self._pending is p:
                 p.frame_seqs.add(seq)
-                p.next_send = now + ESTOP_RETRY_S
+                p.next_send = now + (RESET_RETRY_S if p.kind == "reset" else ESTOP_RETRY_S)
 
     # ---------------------------------------------------------------------------------------- timers
 

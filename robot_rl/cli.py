@@ -22,6 +22,7 @@ from robot_rl.bus.commands import KeysGen
 from robot_rl.data.commands import LogsExport, LogsImport, LogsInfo
 from robot_rl.data.errors import RunLockedError
 from robot_rl.launch.commands import Launch
+from robot_rl.record import Record
 from robot_rl.runners.commands import Learner
 from sim.commands import SimGap, SimWorker
 
@@ -41,6 +42,7 @@ COMMANDS: dict[str, type[Command]] = {
     "emulator": Emulator,
     "launch": Launch,
     "learner": Learner,
+    "record": Record,
     "sim-worker": SimWorker,
 }
 """Single commands: `robot-rl NAME ARGS...`."""

@@ -28,10 +28,16 @@ class Emulator:
     """Seed of the sensor and actuation noise."""
     realtime_factor: float = 1.0
     """Firmware clock speed relative to wall time (1.0 = real time; < 1 slows everything down)."""
+    sensor_period_s: float = 0.01
+    """SENSOR_STATE period (s), announced in HELLO; 0.002 streams at the 500 Hz physics rate."""
 
     def __post_init__(self) -> None:
         if not self.realtime_factor > 0:
             raise ValueError(f"realtime_factor: expected > 0, got {self.realtime_factor}")
+        if not 0.002 <= self.sensor_period_s <= 1.0:
+            raise ValueError(
+                f"sensor_period_s: expected 0.002..1.0 s (physics step 2 ms), got {self.sensor_period_s}"
+            )
 
     def execute(self) -> int:
         """Run until SIGTERM/SIGINT (exit code 0). The first stdout line is the pty device path."""
@@ -39,5 +45,10 @@ class Emulator:
 
         calib = self.calib if self.calib is not None else CALIB_DIR / f"{self.robot}.toml"
         return run_emulator(
-            self.robot, self.profile, calib, seed=self.seed, realtime_factor=self.realtime_factor
+            self.robot,
+            self.profile,
+            calib,
+            seed=self.seed,
+            realtime_factor=self.realtime_factor,
+            sensor_period_s=self.sensor_period_s,
         )

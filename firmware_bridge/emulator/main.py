@@ -48,11 +48,12 @@ def run_emulator(
     *,
     seed: int = 0,
     realtime_factor: float = 1.0,
+    sensor_period_s: float = 0.01,
     out: TextIO | None = None,
 ) -> int:
     """Open a pty, print its path as the first line of `out` (stdout), run until SIGTERM/SIGINT; exit code."""
     from firmware_bridge.calibration import load_calibration
-    from firmware_bridge.emulator.firmware import Firmware
+    from firmware_bridge.emulator.firmware import Firmware, FirmwareConfig
     from sim.profile import load_profile
     from sim.robots import get_robot
 
@@ -60,7 +61,8 @@ def run_emulator(
         raise ValueError(f"realtime_factor: expected > 0, got {realtime_factor}")
     model = get_robot(robot)
     cal = load_calibration(calib, robot)
-    fw = Firmware(model, cal, load_profile(profile), seed=seed)
+    config = FirmwareConfig(sensor_period_s=sensor_period_s)
+    fw = Firmware(model, cal, load_profile(profile), seed=seed, config=config)
 
     stop = False
 

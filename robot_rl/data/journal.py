@@ -158,8 +158,11 @@ class JournalWriter:
         # O_EXCL: an episode id is written once; O_APPEND: each os.write lands whole at the end.
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._write(header + _encode_record(KIND_FIRST_OBS, 0, 0, t_ns0, 0.0, self._zero_action, obs0))
-        self.fsync()
-        self._unsynced = 0
+        # No fsync here: a journal without a completed step holds nothing recovery would keep, so it can
+        # wait for the step cadence. Creating and syncing a file stalls a real-time loop (it tripped the
+        # emulated firmware's 60 ms watchdog between reset and the first step in `robot-rl record`).
+        self._unsynced = 1
+        self._last_sync = time.monotonic()
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None, "journal already closed"

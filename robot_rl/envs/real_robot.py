@@ -54,6 +54,9 @@ from sim.tasks import Task, action_layout, default_task
 
 log = logging.getLogger(__name__)
 
+RESET_ATTEMPTS = 3
+"""Holds of the default pose a reset tries before it reports a fault that keeps latching."""
+
 G_MPS2 = 9.81
 _US_WRAP = 1 << 32  # JointState.t_us is the firmware clock modulo 2^32 microseconds
 SENSOR_PERIOD_S = 0.01  # the firmware's SENSOR_STATE period (docs/serial-protocol.md); pacing tolerance only
@@ -152,6 +155,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._v_world = np.zeros(3)
         self._prev_action = np.zeros(n, dtype=np.float32)
         self._t = 0
+        self.reset_retries = 0  # holds repeated because a fault latched during one (see reset())
         self._needs_reset = True
 
     # --- bus helpers ---------------------------------------------------------------------------------------
@@ -241,6 +245,26 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         a = (np.asarray(sent.q_rad, dtype=np.float64) - self._q_default) / self._action_scale
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
+    def _hold_default_pose(self) -> Any:
+        """Clear a latched fault, then command the default pose at the control rate for `reset_hold_s`.
+
+        The first command arms the firmware watchdog, so every period until the first step carries one too.
+        Returns the last JointState of the hold."""
+        self._drain()
+        self._js = None
+        js = self._wait_control_period()
+        if js.faults:
+            reply = self._request("clear_fault")
+            if not reply.ok:
+                raise BridgeUnavailable(f"clear_fault request to the bridge failed: {reply.error}")
+            self._drain()
+            self._js = None
+            self._wait_control_period()
+        for _ in range(max(1, round(self.reset_hold_s / self.control_dt_s))):
+            self._send_target(self._q_default)
+            js = self._wait_control_period()
+        return js
+
     # --- Gymnasium API -------------------------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -253,23 +277,19 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 log.warning("firmware cannot reset itself (real robot): the operator must set it down")
             else:
                 raise BridgeUnavailable(f"reset request to the bridge on {self.bus} failed: {reply.error}")
-        self._drain()
-        self._js = None
-        js = self._wait_control_period()
+        js = self._hold_default_pose()
+        for _ in range(RESET_ATTEMPTS - 1):
+            if not js.faults:
+                break
+            # A command gap longer than the watchdog during the hold (a loaded host) latches damping; the
+            # robot is only being set down, so clear it and hold again rather than give up.
+            log.warning("fault 0x%02x latched during the reset hold: clearing, holding again", js.faults)
+            self.reset_retries += 1
+            js = self._hold_default_pose()
         if js.faults:
-            reply = self._request("clear_fault")
-            if not reply.ok:
-                raise BridgeUnavailable(f"clear_fault request to the bridge failed: {reply.error}")
-            self._drain()
-            self._js = None
-            self._wait_control_period()
-        # Hold the default pose at the control rate: the first command arms the watchdog, so every period
-        # until the first step must carry a command too.
-        for _ in range(max(1, round(self.reset_hold_s / self.control_dt_s))):
-            self._send_target(self._q_default)
-            js = self._wait_control_period()
-        if js.faults:
-            raise BridgeUnavailable(f"firmware fault 0x{js.faults:02x} latched during the reset hold")
+            raise BridgeUnavailable(
+                f"firmware fault 0x{js.faults:02x} latched during the reset hold {RESET_ATTEMPTS} times"
+            )
         self._v_world[:] = 0.0  # at rest after the hold: start the velocity estimate from zero
         self._last_sent = None
         self._prev_action = np.zeros(len(self._q_default), dtype=np.float32)

@@ -59,7 +59,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import pty
 import select
 import signal
@@ -76,6 +75,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import zmq
+from machine import machine_info  # bench/machine.py: the script's own folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 ROBOT = "quadruped"
@@ -132,32 +132,6 @@ def child_zmq_echo(argv: list[str]) -> int:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import msgspec
-    import serial
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "pyzmq": zmq.pyzmq_version(),
-        "libzmq": zmq.zmq_version(),
-        "msgspec": msgspec.__version__,
-        "numpy": np.__version__,
-        "pyserial": serial.__version__,
-    }
 
 
 def loadavg() -> list[float]:
@@ -496,7 +470,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bridge.json")
     args = p.parse_args()
 
-    info = machine_info()
+    info = {**machine_info("pyzmq", "msgspec", "numpy", "pyserial"), "libzmq": zmq.zmq_version()}
     load_before = loadavg()
     payload = frame_payload()
     with tempfile.TemporaryDirectory(prefix="rrl-bench-bridge-") as tmp_s:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np
 import zmq
+from machine import machine_info  # bench/machine.py: the script's own folder is on sys.path
 
 from robot_rl.bus.messages import Observation
 from robot_rl.bus.sockets import BusContext, Receiver, Sender, Socket, make_pair
@@ -58,30 +58,6 @@ OBS_DIM = 64  # 64 float32 = 256 bytes
 BLOCKS = 4  # raw and bus alternate in this many blocks per transport
 TRANSPORTS = ("inproc", "ipc", "tcp")
 ECHO_POLL_MS = 100  # the echo thread wakes this often to check its stop flag
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, Python, pyzmq and libzmq versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import msgspec
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "pyzmq": zmq.pyzmq_version(),
-        "libzmq": zmq.zmq_version(),
-        "msgspec": msgspec.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def _endpoint(transport: str, name: str, tmp: Path) -> str:
@@ -501,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
-    machine = machine_info()
+    machine = {**machine_info("pyzmq", "msgspec", "numpy"), "libzmq": zmq.zmq_version()}
     print(f"machine: {machine}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.part in ("latency", "all"):

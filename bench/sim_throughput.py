@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 import traceback
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine_info  # bench/machine.py: the script's own folder is on sys.path
 
 ROBOTS = ("quadruped", "manipulator")
 BACKENDS = ("mujoco", "dmcontrol", "pybullet")
@@ -93,16 +92,6 @@ def _env_runner(env: Any, n_act: int) -> Callable[[int], None]:
                 env.reset()
 
     return run_env
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def bench_ours(robot: str, backend: str, seconds: float) -> dict[str, Any]:
@@ -224,18 +213,10 @@ def main() -> int:
     global REPEATS
     REPEATS = max(1, args.repeats)
 
-    import mujoco
     from rich.console import Console
     from rich.table import Table
 
-    machine = {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "mujoco": mujoco.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-    }
+    machine = machine_info("mujoco", "numpy", "gymnasium")
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     for robot in args.robots:

@@ -340,8 +340,11 @@ def _finite(arr: np.ndarray) -> bool:
     # overflows (|x| > ~1e19 in float32), so the exact element-wise test runs only when the cheap
     # one fails. It is ~2x faster than np.isfinite(arr).all() on observation-sized arrays.
     flat = arr if arr.ndim == 1 else arr.reshape(-1)
-    if math.isfinite(np.dot(flat, flat)):
-        return True
+    try:
+        if math.isfinite(np.dot(flat, flat)):
+            return True
+    except RuntimeWarning:
+        pass  # the overflow warning raised as an error (python -W error): fall through to the exact test
     return bool(np.isfinite(flat).all())
 
 

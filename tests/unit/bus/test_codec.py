@@ -585,3 +585,16 @@ def test_joint_target_with_nan_is_rejected_on_receipt() -> None:
     with pytest.raises(BusDecodeError) as err:
         decode_single(encode_single(b"", make_env(), msg))
     assert err.value.reason == "nan"
+
+
+def test_finite_check_survives_warnings_as_errors() -> None:
+    # 3e19^2 overflows float32 in the fast dot-product test; under `python -W error` that overflow is an
+    # exception, and the exact element-wise test must still decide: finite -> True, NaN -> False.
+    import warnings
+
+    from robot_rl.bus.codec import _finite
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _finite(np.array([3e19, 1.0], np.float32))
+        assert not _finite(np.array([3e19, np.nan], np.float32))

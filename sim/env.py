@@ -15,6 +15,7 @@ failure condition (the quadruped falling).
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -26,6 +27,37 @@ from sim.profile import GapProfile, load_profile
 from sim.robots import get_robot
 from sim.robots.model import RobotModel
 from sim.tasks import Task, action_layout, default_task
+
+
+@dataclass(frozen=True)
+class EnvLayout:
+    """Spaces and named layouts of a robot doing a task; simulated and real environments both take theirs from
+    `env_layout`, so they cannot drift apart.
+
+    obs_names, obs_units:       (obs_dim,) per observation element
+    action_names, action_units: (n_joints,) per action element
+    action_space:               float32 Box([-1, 1]^n_joints)
+    observation_space:          float32 Box, unbounded, (obs_dim,)
+    """
+
+    obs_names: tuple[str, ...]
+    obs_units: tuple[str, ...]
+    action_names: tuple[str, ...]
+    action_units: tuple[str, ...]
+    action_space: gym.spaces.Box
+    observation_space: gym.spaces.Box
+
+
+def env_layout(robot: RobotModel, task: Task) -> EnvLayout:
+    actions = action_layout(robot)
+    return EnvLayout(
+        obs_names=tuple(name for name, _ in task.obs_layout),
+        obs_units=tuple(unit for _, unit in task.obs_layout),
+        action_names=tuple(name for name, _ in actions),
+        action_units=tuple(unit for _, unit in actions),
+        action_space=gym.spaces.Box(-1.0, 1.0, shape=(len(robot.joints),), dtype=np.float32),
+        observation_space=gym.spaces.Box(-np.inf, np.inf, shape=(len(task.obs_layout),), dtype=np.float32),
+    )
 
 
 class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -63,14 +95,10 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.render_size = render_size
 
         n = len(self.robot.joints)
-        self.obs_names = tuple(name for name, _ in self.task.obs_layout)
-        self.obs_units = tuple(unit for _, unit in self.task.obs_layout)
-        self.action_names = tuple(name for name, _ in action_layout(self.robot))
-        self.action_units = tuple(unit for _, unit in action_layout(self.robot))
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(len(self.obs_names),), dtype=np.float32
-        )
+        lay = env_layout(self.robot, self.task)
+        self.obs_names, self.obs_units = lay.obs_names, lay.obs_units
+        self.action_names, self.action_units = lay.action_names, lay.action_units
+        self.action_space, self.observation_space = lay.action_space, lay.observation_space
         self.max_episode_steps = self.task.max_episode_steps
 
         self._q_default = np.asarray(self.robot.default_joint_pos_rad, dtype=np.float64)

@@ -48,9 +48,10 @@ import gymnasium as gym
 import numpy as np
 
 from sim.backends.base import RobotState
+from sim.env import env_layout
 from sim.robots import get_robot
 from sim.robots.model import RobotModel
-from sim.tasks import Task, action_layout, default_task
+from sim.tasks import Task, default_task
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +124,10 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.task: Task = default_task(self.robot, **task_kwargs)
         self.bus = bus if bus is not None else default_bus()
         n = len(self.robot.joints)
-        self.obs_names = tuple(name for name, _ in self.task.obs_layout)
-        self.obs_units = tuple(unit for _, unit in self.task.obs_layout)
-        self.action_names = tuple(name for name, _ in action_layout(self.robot))
-        self.action_units = tuple(unit for _, unit in action_layout(self.robot))
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(len(self.obs_names),), dtype=np.float32
-        )
+        lay = env_layout(self.robot, self.task)
+        self.obs_names, self.obs_units = lay.obs_names, lay.obs_units
+        self.action_names, self.action_units = lay.action_names, lay.action_units
+        self.action_space, self.observation_space = lay.action_space, lay.observation_space
         self.max_episode_steps = self.task.max_episode_steps
         self.control_dt_s = float(self.robot.control_dt_s)
         self.reset_hold_s = reset_hold_s

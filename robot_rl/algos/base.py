@@ -80,3 +80,23 @@ def to_torch(batch: TransitionBatch[np.ndarray]) -> TorchBatch:
         terminated=torch.from_numpy(np.asarray(batch.terminated, dtype=np.float32)),
         truncated=torch.from_numpy(np.asarray(batch.truncated, dtype=np.float32)),
     )
+
+
+class AlgoFactory(Protocol):
+    """``make_algo`` in :mod:`robot_rl.algos` (the registry) has this signature."""
+
+    def __call__(
+        self,
+        name: str,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        seed: int,
+        real_obs_std: np.ndarray | None = None,
+        hidden: tuple[int, ...] = (256, 256),
+    ) -> Algo:
+        """Build algorithm ``name`` (``"h2o"``, ``"naive-mix"``, ``"sac"``, ``"cql"``, ``"iql"``) with its
+        default config; ``real_obs_std`` (obs_dim,) is the real dataset's per-dimension state std that
+        H2O's gap estimate needs (ValueError if H2O gets None); ValueError naming the known algorithms
+        for an unknown ``name``."""
+        ...

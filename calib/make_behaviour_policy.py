@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("calib/behaviour/quadruped_sac.npz"))
+    parser.add_argument(
+        "--profile", default="nominal", help="sim gap profile trained in (sim/profiles/<name>.toml or a path)"
+    )
+    parser.add_argument(
+        "--snapshot-every", type=int, default=0, help="also write <stem>_<steps>.npz every N steps"
+    )
     args = parser.parse_args()
 
     import gymnasium as gym
@@ -38,13 +45,29 @@ def main() -> int:
     from stable_baselines3 import SAC
 
     import sim  # noqa: F401 -- registers robot_rl/Quadruped-v0
-    from robot_rl.bus.messages import PolicyWeights
-    from robot_rl.nets.numpy_policy import ARCH_KIND, NumpyPolicy, save_npz
 
     torch.set_num_threads(1)
-    env = gym.make("robot_rl/Quadruped-v0", backend="mujoco", profile="nominal")
+    env = gym.make("robot_rl/Quadruped-v0", backend="mujoco", profile=args.profile)
     model = SAC("MlpPolicy", env, ent_coef="auto_0.1", seed=args.seed, device="cpu", verbose=0)
-    model.learn(total_timesteps=args.steps, progress_bar=False)
+    done = 0
+    chunk = args.snapshot_every if args.snapshot_every > 0 else args.steps
+    while done < args.steps:
+        n = min(chunk, args.steps - done)
+        model.learn(total_timesteps=n, progress_bar=False, reset_num_timesteps=False)
+        done += n
+        if done < args.steps:
+            _write(model, env, args.out.with_name(f"{args.out.stem}_{done}.npz"), args.seed)
+    _write(model, env, args.out, args.seed)
+    print(f"wrote {args.out} (SAC {args.steps} steps in profile {args.profile!r}, seed {args.seed})")
+    return 0
+
+
+def _write(model: Any, env: Any, out: Path, seed: int) -> None:
+    """The SB3 actor as a torch-free NumpyPolicy .npz, after a parity check against torch."""
+    import torch
+
+    from robot_rl.bus.messages import PolicyWeights
+    from robot_rl.nets.numpy_policy import ARCH_KIND, NumpyPolicy, save_npz
 
     actor = model.policy.actor
     state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in actor.state_dict().items()}
@@ -70,16 +93,15 @@ def main() -> int:
     )
     # Parity with the torch actor on random observations before anything is written.
     policy = NumpyPolicy.from_weights(weights)
-    obs = np.random.default_rng(args.seed).normal(size=(256, obs_dim)).astype(np.float32)
+    obs = np.random.default_rng(seed).normal(size=(256, obs_dim)).astype(np.float32)
     with torch.no_grad():
         ref = actor(torch.as_tensor(obs), deterministic=True).numpy()
     err = float(np.abs(policy.act(obs, deterministic=True) - ref).max())
     if err > 1e-5:
         raise SystemExit(f"numpy/torch parity failed: max |diff| {err:.2e}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(args.out, weights)
-    print(f"wrote {args.out} (SAC {args.steps} steps, seed {args.seed}; numpy/torch parity {err:.1e})")
-    return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_npz(out, weights)
+    print(f"wrote {out} (numpy/torch parity {err:.1e})", flush=True)
 
 
 if __name__ == "__main__":

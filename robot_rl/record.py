@@ -70,16 +70,22 @@ def scripted_trot(
     return act
 
 
-def checkpoint_policy(path: Path, seed: int) -> tuple[Policy, int]:
-    """A deterministic `NumpyPolicy` from a `.npz` file (robot_rl.nets.numpy_policy.save_npz); its version."""
+def checkpoint_policy(path: Path, seed: int, stochastic: bool = False) -> tuple[Policy, int]:
+    """A `NumpyPolicy` from a `.npz` file (robot_rl.nets.numpy_policy.save_npz) and its version.
+
+    Deterministic (``tanh(mean)``) by default; ``stochastic`` samples the policy's own Gaussian with a
+    generator seeded from ``seed``, so a re-recording draws the same noise sequence.
+    """
     import numpy as np
 
     from robot_rl.nets.numpy_policy import NumpyPolicy, load_npz
 
     policy = NumpyPolicy.from_weights(load_npz(path))
+    rng = np.random.default_rng(seed)
 
     def act(obs: np.ndarray, t: int) -> np.ndarray:
-        out: np.ndarray = policy.act(obs[None, :].astype(np.float32), deterministic=True)[0]
+        batch = obs[None, :].astype(np.float32)
+        out: np.ndarray = policy.act(batch, rng=rng, deterministic=not stochastic)[0]
         return out
 
     return act, int(policy.policy_version)
@@ -104,7 +110,12 @@ class Record:
     max_episode_steps: int = 1000
     """Episode length limit (control steps)."""
     seed: int = 0
-    """Seed of the per-episode command sampling (and of the emulator, when started here)."""
+    """Seed of the per-episode command sampling, of --stochastic actions, and of the emulator started here."""
+    stochastic: bool = False
+    """Sample actions from the policy's Gaussian (exploration noise) instead of taking its mean."""
+    action_gains: tuple[float, ...] = (1.0,)
+    """Gain on the policy's action, one per episode, cycled (episode i uses gains[i % len]): the bring-up
+    practice of first running a sim policy with a reduced action scale. The result is clipped to [-1, 1]."""
     realtime_factor: float = 1.0
     """Clock speed of the emulator started here (ignored with --bus)."""
     calib: Path | None = None
@@ -123,6 +134,12 @@ class Record:
         calib = self.calib if self.calib is not None else CALIB_DIR / f"{self.robot}.toml"
         if not calib.is_file():
             print(f"error: calibration file {calib} not found", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if not self.action_gains or any(not 0.0 < g <= 1.0 for g in self.action_gains):
+            print(
+                f"error: --action-gains: each gain must be in (0, 1], got {self.action_gains}",
+                file=sys.stderr,
+            )
             return EXIT_BAD_INPUT
         if self.policy != "scripted" and not Path(self.policy).is_file():
             print(f"error: --policy: 'scripted' or a .npz file; {self.policy!r} not found", file=sys.stderr)
@@ -166,8 +183,8 @@ class Record:
         if self.policy == "scripted":
             policy, version, policy_note = scripted_trot(dt), -1, "scripted:trot"
         else:
-            policy, version = checkpoint_policy(Path(self.policy), self.seed)
-            policy_note = f"checkpoint:{Path(self.policy).name}"
+            policy, version = checkpoint_policy(Path(self.policy), self.seed, self.stochastic)
+            policy_note = f"checkpoint:{Path(self.policy).name}" + (":stochastic" if self.stochastic else "")
         task = type(env.task).__name__
         where = f"bridge at {bus}" if self.bus else "emulator started by the recorder"
         manifest = RunManifest(
@@ -185,6 +202,7 @@ class Record:
                 "bus": bus,
                 "max_episode_steps": str(self.max_episode_steps),
                 "seed": str(self.seed),
+                "action_gains": ",".join(f"{g:g}" for g in self.action_gains),
             },
         )
         last_t = 0
@@ -210,6 +228,7 @@ class Record:
                     if stop:
                         break
                     obs, _ = env.reset(seed=self.seed + i)
+                    gain = self.action_gains[i % len(self.action_gains)]
                     meta = EpisodeMeta(
                         source=Source(self.source),
                         robot=self.robot,
@@ -218,7 +237,11 @@ class Record:
                         control_dt_s=dt,
                         calib_hash=calib_hash,
                         seed=self.seed + i,
-                        extra={"policy": policy_note, "command_mps": f"{float(obs[9]):.4f}"},
+                        extra={
+                            "policy": policy_note,
+                            "command_mps": f"{float(obs[9]):.4f}",
+                            "action_gain": f"{gain:g}",
+                        },
                     )
                     writer.begin_episode(meta, obs, stamp())
                     ret, t, done = 0.0, 0, False
@@ -226,7 +249,7 @@ class Record:
                         if stop:
                             # SIGTERM: the episode is cut here; end_episode marks its last step truncated.
                             break
-                        action = policy(obs, t)
+                        action = np.clip(gain * policy(obs, t), -1.0, 1.0)
                         obs, reward, terminated, truncated, info = env.step(action)
                         ret += reward
                         t += 1
@@ -243,7 +266,10 @@ class Record:
                         writer.end_episode()
                     how = "stopped" if not done else ("fell" if terminated else "done")
                     # One plain line per finished episode on stdout: scripts and tests follow progress here.
-                    print(f"episode {i} {meta.episode_id} steps={t} return={ret:.3f} {how}", flush=True)
+                    print(
+                        f"episode {i} {meta.episode_id} gain={gain:g} steps={t} return={ret:.3f} {how}",
+                        flush=True,
+                    )
                     progress.update(bar, advance=1, note=f"last: {t} steps, return {ret:.1f}")
         finally:
             env.close()

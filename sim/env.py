@@ -6,7 +6,10 @@ Per control step (50 Hz for the shipped robots):
     q_target  = q_default + action_scale_rad * a_noisy              (n_joints,) rad
     q_applied = q_target from `latency_steps` control steps ago     FIFO, primed with q_default at reset
     backend.step(q_applied)                                         PD closed at every physics substep
+    state.base_linvel_world_mps = LegOdometry estimate               floating base (sim/estimator.py)
     obs       = task.observe(state, a_clean) + N(0, std_group)      profile [sensors], per element group
+The torso's linear velocity is not a sensor reading on a robot: observation and reward use the same
+leg-kinematics estimate as `robot_rl.envs.real_robot.RealRobotEnv`, never the simulator's true velocity.
 Spaces: action Box([-1, 1]^n_joints, float32); observation Box(-inf, inf, (obs_dim,), float32).
 Episodes are truncated (never terminated) at the task's `max_episode_steps`; terminated only by the task's
 failure condition (the quadruped falling).
@@ -15,14 +18,15 @@ failure condition (the quadruped falling).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from sim.backends import make_backend
-from sim.backends.base import PhysicsBackend
+from sim.backends.base import PhysicsBackend, RobotState
+from sim.estimator import LegOdometry
 from sim.profile import GapProfile, load_profile
 from sim.robots import get_robot
 from sim.robots.model import RobotModel
@@ -116,6 +120,11 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._has_obs_noise = bool(self._obs_noise_std.any())
         self._prev_action = np.zeros(n, dtype=np.float32)
         self._t = 0
+        self._dt = float(self.robot.control_dt_s)
+        self.odometry: LegOdometry | None = (
+            LegOdometry(self.robot) if self.robot.floating_base and self.robot.foot_geoms else None
+        )
+        """The base-velocity estimator behind the observation and reward (None for a fixed base)."""
         # Bound methods looked up once: the step path runs ~10k times/s and each lookup shows at that rate.
         self._backend_step = self.backend.step
         self._backend_state = self.backend.state
@@ -152,6 +161,9 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._prev_action = np.zeros(len(self._q_default), dtype=np.float32)
         self._t = 0
         st = self.backend.state()
+        if self.odometry is not None:
+            self.odometry.reset()  # an episode starts at rest
+            st = replace(st, base_linvel_world_mps=self.odometry.v_world.copy())
         obs = self._noisy(self.task.observe(st, self._prev_action))
         return obs, {"action_sent": self._prev_action.copy()}
 
@@ -169,6 +181,8 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
             q_target = self._fifo.popleft()
         self._backend_step(q_target)
         st = self._backend_state()
+        if self.odometry is not None:
+            st = self._estimated(st)
         obs = self._observe(st, a_clean)  # before reward(): tasks reuse frame transforms from observe()
         reward, terminated, quantities = self._reward(st, a_clean, self._prev_action)
         if self._has_obs_noise:
@@ -178,6 +192,65 @@ class RobotEnv(gym.Env[np.ndarray, np.ndarray]):
         truncated = self._t >= self.max_episode_steps and not terminated
         info: dict[str, Any] = {"action_sent": a_clean.copy(), **quantities}
         return obs, reward, terminated, truncated, info
+
+    # --- state above the physics (checkpoints) -------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Everything this env carries between two steps apart from the physics engine's own state: the random
+        generator (action and sensor noise, the next episode's sample), the latency FIFO, the last action, the
+        step count, the velocity estimate and the task's episode sample (command or reach target). Plain
+        numbers and arrays. With the backend's state (e.g. MuJoCo's mj_getState) a restored env continues
+        bit for bit (robot_rl/runners/sim_collect.py)."""
+        task: Any = self.task
+        kind = type(task).__name__
+        if kind == "ForwardVelocityTask":
+            task_state: dict[str, Any] = {"kind": kind, "command_mps": float(task.command_mps)}
+        elif kind == "ReachTask":
+            task_state = {"kind": kind, "target_m": np.array(task.target_m, dtype=np.float64)}
+        else:
+            raise NotImplementedError(f"get_state: task {kind} has no state accessor")
+        n = len(self.robot.joints)
+        return {
+            "np_random": self.np_random.bit_generator.state,
+            "fifo": np.array(list(self._fifo), dtype=np.float64).reshape(len(self._fifo), n),
+            "prev_action": np.array(self._prev_action, dtype=np.float32),
+            "t": int(self._t),
+            "odometry_v_world": (
+                np.zeros(3) if self.odometry is None else np.array(self.odometry.v_world, dtype=np.float64)
+            ),
+            "task": task_state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore `get_state()` of an env with the same robot, profile and task (else ValueError)."""
+        task: Any = self.task
+        saved = state["task"]
+        if saved["kind"] != type(task).__name__:
+            raise ValueError(f"env state is for task {saved['kind']}, this env runs {type(task).__name__}")
+        self.np_random.bit_generator.state = state["np_random"]
+        self._fifo = deque(np.array(row, dtype=np.float64) for row in np.asarray(state["fifo"]))
+        self._prev_action = np.array(state["prev_action"], dtype=np.float32)
+        self._t = int(state["t"])
+        if self.odometry is not None:
+            self.odometry.reset(np.asarray(state["odometry_v_world"], dtype=np.float64))
+        if saved["kind"] == "ForwardVelocityTask":
+            task.set_command(float(saved["command_mps"]))
+        else:
+            task.target_m = np.array(saved["target_m"], dtype=np.float64)
+            marker = task.marker()
+            if marker is not None:
+                self.backend.set_marker(marker)
+
+    def _estimated(self, st: RobotState) -> RobotState:
+        assert self.odometry is not None
+        v = self.odometry.update(
+            st.base_quat_wxyz,
+            st.base_angvel_body_radps,
+            st.joint_pos_rad,
+            st.joint_vel_radps,
+            st.foot_contact,
+            self._dt,
+        )
+        return replace(st, base_linvel_world_mps=v.copy())
 
     def _noisy(self, obs: np.ndarray) -> np.ndarray:
         if not self._has_obs_noise:

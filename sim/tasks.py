@@ -146,6 +146,11 @@ class ForwardVelocityTask:
         self._qd = self._buf[10 + n : 10 + 2 * n]
         self._last_action = self._buf[10 + 2 * n :]
 
+    def set_command(self, command_mps: float) -> None:
+        """Set the episode's forward-velocity command (m/s), also in the observation (restoring a state)."""
+        self.command_mps = float(command_mps)
+        self._buf[9] = self.command_mps
+
     def reset(self, rng: np.random.Generator, options: dict[str, Any] | None) -> InitialState:
         cmd = (options or {}).get("command_mps", self.fixed_command_mps)
         if cmd is None:

@@ -19,10 +19,11 @@ Per control step (the robot's control_dt_s, 20 ms for the quadruped):
     bridge actually sent after its safety clamp (the clean action if no CommandSent arrived in time)
 
 What the real robot cannot measure:
-- Base linear velocity: no sensor. Estimated by integrating the accelerometer in the world frame
-  (a = R f + g) with a leak (time constant `linvel_leak_tau_s`, 1 s) that bounds the drift of the bias;
-  reset to 0 at each reset, when the robot is at rest. Crude (contact impacts alias into it at 100 Hz) but
-  the right sign and order of magnitude for a walking gait, and it keeps the 34-element layout.
+- Base linear velocity: no sensor. Estimated from leg kinematics (`sim.estimator.LegOdometry`: stance feet
+  taken as still, joint angles and velocities, gyro, IMU orientation, foot contacts) once per control step,
+  from the state behind each observation; reset to 0 at each reset, when the robot is at rest. The
+  simulated env runs the same estimator on its own readings, so both sides observe (and are rewarded on)
+  the same estimate, never a true velocity.
 - Base height: unknown, reported as NaN (`info["base_height_m"]`); so the fall termination is the tilt
   only (projected gravity past 60 deg), not the task's 0.15 m height floor.
 
@@ -49,6 +50,7 @@ import numpy as np
 
 from sim.backends.base import RobotState
 from sim.env import env_layout
+from sim.estimator import LegOdometry
 from sim.robots import get_robot
 from sim.robots.model import RobotModel
 from sim.tasks import Task, default_task
@@ -58,7 +60,6 @@ log = logging.getLogger(__name__)
 RESET_ATTEMPTS = 3
 """Holds of the default pose a reset tries before it reports a fault that keeps latching."""
 
-G_MPS2 = 9.81
 _US_WRAP = 1 << 32  # JointState.t_us is the firmware clock modulo 2^32 microseconds
 SENSOR_PERIOD_S = 0.01  # the firmware's SENSOR_STATE period (docs/serial-protocol.md); pacing tolerance only
 COMMAND_SENT_PREFIX = b"command_sent/"  # firmware_bridge.bridge.command_sent_topic, without importing it
@@ -76,18 +77,6 @@ def default_bus() -> str:
     return f"ipc://{Path(tempfile.gettempdir())}/rrl-real"
 
 
-def _quat_to_mat(q: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation body -> world of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = (q / max(float(np.linalg.norm(q)), 1e-9)).tolist()
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
 class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
     """Gymnasium environment for `robot` behind a firmware bridge on bus base address `bus`.
 
@@ -96,7 +85,6 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
     control_index:     the bridge's control address index (firmware_bridge.bridge.DEFAULT_CONTROL_INDEX)
     reset_hold_s:      time the default pose is held after a reset before the first observation (s)
     state_timeout_s:   longest wait for a JointState before BridgeUnavailable is raised (s)
-    linvel_leak_tau_s: leak time constant of the base-velocity estimate (s)
     task_kwargs:       passed to the task, as for the simulated env (command_mps, max_episode_steps, ...)
     """
 
@@ -111,7 +99,6 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         control_index: int = 50,
         reset_hold_s: float = 0.5,
         state_timeout_s: float = 2.0,
-        linvel_leak_tau_s: float = 1.0,
         **task_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -132,7 +119,6 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.control_dt_s = float(self.robot.control_dt_s)
         self.reset_hold_s = reset_hold_s
         self.state_timeout_s = state_timeout_s
-        self.linvel_leak_tau_s = linvel_leak_tau_s
         self._q_default = np.asarray(self.robot.default_joint_pos_rad, dtype=np.float64)
         self._action_scale = float(self.robot.action_scale_rad)
         # A state "at the control period" is one at least this long after the previous one: half a sensor
@@ -149,7 +135,9 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
 
         self._js: Any = None  # the JointState behind the current observation
         self._last_sent: Any = None  # the newest CommandSent seen
-        self._v_world = np.zeros(3)
+        self.odometry = LegOdometry(self.robot)
+        """The base-velocity estimator (the simulated env's, on the firmware's readings)."""
+        self._obs_t_us = 0  # firmware time of the state behind the current observation
         self._prev_action = np.zeros(n, dtype=np.float32)
         self._t = 0
         self.reset_retries = 0  # holds repeated because a fault latched during one (see reset())
@@ -173,19 +161,24 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 return msg
 
     def _integrate(self, js: Any) -> None:
-        """Advance the leaky world-frame velocity estimate from the previous JointState to `js`."""
-        prev = self._js
+        """Take `js` as the newest JointState."""
         self._js = js
-        if prev is None:
+
+    def _estimate(self, js: Any) -> None:
+        """Advance the velocity estimate to the state `js` behind a new observation."""
+        dt = ((js.t_us - self._obs_t_us) % _US_WRAP) * 1e-6
+        self._obs_t_us = int(js.t_us)
+        if dt > 0.5:  # firmware restart or a long gap: start over from rest
+            self.odometry.reset()
             return
-        dt = ((js.t_us - prev.t_us) % _US_WRAP) * 1e-6
-        if dt <= 0.0 or dt > 0.5:  # firmware restart or a long gap: the integral means nothing any more
-            self._v_world[:] = 0.0
-            return
-        rot = _quat_to_mat(js.quat_wxyz)
-        a_world = rot @ js.accel_mps2 + np.array([0.0, 0.0, -G_MPS2])  # specific force + gravity
-        self._v_world *= math.exp(-dt / self.linvel_leak_tau_s)
-        self._v_world += a_world * dt
+        self.odometry.update(
+            np.asarray(js.quat_wxyz, dtype=np.float64),
+            np.asarray(js.gyro_radps, dtype=np.float64),
+            np.asarray(js.joint_pos_rad, dtype=np.float64),
+            np.asarray(js.joint_vel_radps, dtype=np.float64),
+            np.asarray(js.foot_contact, dtype=np.bool_),
+            dt,
+        )
 
     def _wait_control_period(self) -> Any:
         """The newest JointState at least one control period after the current one (paced by the stream)."""
@@ -226,7 +219,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             # Height is not measured on the real robot: NaN keeps the task's height check from firing.
             base_pos_m=np.array([0.0, 0.0, math.nan]),
             base_quat_wxyz=np.asarray(js.quat_wxyz, dtype=np.float64),
-            base_linvel_world_mps=self._v_world.copy(),
+            base_linvel_world_mps=self.odometry.v_world.copy(),
             base_angvel_body_radps=np.asarray(js.gyro_radps, dtype=np.float64),
             joint_pos_rad=np.asarray(js.joint_pos_rad, dtype=np.float64),
             joint_vel_radps=np.asarray(js.joint_vel_radps, dtype=np.float64),
@@ -287,7 +280,8 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             raise BridgeUnavailable(
                 f"firmware fault 0x{js.faults:02x} latched during the reset hold {RESET_ATTEMPTS} times"
             )
-        self._v_world[:] = 0.0  # at rest after the hold: start the velocity estimate from zero
+        self.odometry.reset()  # at rest after the hold: start the velocity estimate from zero
+        self._obs_t_us = int(js.t_us)
         self._last_sent = None
         self._prev_action = np.zeros(len(self._q_default), dtype=np.float32)
         self._t = 0
@@ -302,6 +296,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self._last_sent = None
         self._send_target(self._q_default + self._action_scale * a_clean.astype(np.float64))
         js = self._wait_control_period()
+        self._estimate(js)
         st = self._robot_state(js)
         obs = self.task.observe(st, a_clean)  # before reward(): the task reuses frame transforms from it
         reward, terminated, quantities = self.task.reward(st, a_clean, self._prev_action)

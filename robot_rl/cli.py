@@ -24,6 +24,7 @@ from robot_rl.data.errors import RunLockedError
 from robot_rl.launch.commands import Launch
 from robot_rl.record import Record
 from robot_rl.runners.commands import Learner
+from robot_rl.runners.train import Train
 from sim.commands import SimGap, SimWorker
 
 
@@ -44,6 +45,7 @@ COMMANDS: dict[str, type[Command]] = {
     "learner": Learner,
     "record": Record,
     "sim-worker": SimWorker,
+    "train": Train,
 }
 """Single commands: `robot-rl NAME ARGS...`."""
 

@@ -59,6 +59,12 @@ class SafetyResult:
         return bool(self.rejected or self.clipped_limit.any() or self.clipped_step.any())
 
 
+def _clip(x: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
+    """`np.clip(x, lo, hi)` for lo <= hi, as the two ufuncs it is made of (np.clip's wrapper costs ~2 us more
+    per call, and the bridge clamps 500 commands a second)."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def _as_joint_vector(cal: Calibration, x: npt.ArrayLike, what: str) -> FloatArray:
     a = np.array(x, dtype=np.float64)  # a copy: the caller's array is never aliased into the result
     if a.shape != (cal.n_joints,):
@@ -93,22 +99,22 @@ def clamp_command(
         hold = default.copy()
     else:
         hold = _as_joint_vector(cal, prev_sent, "prev_sent")
-        if not np.all(np.isfinite(hold)):
+        if not np.isfinite(hold).all():
             raise ValueError(f"prev_sent must be finite (it is a previous clamp output), got {hold.tolist()}")
-    hold = np.clip(hold, lo, hi)
+    hold = _clip(hold, lo, hi)
 
     nonfinite = ~np.isfinite(requested)
     no_flags = np.zeros(cal.n_joints, dtype=np.bool_)
     if nonfinite.any():
         return SafetyResult(hold, mode, no_flags, no_flags.copy(), nonfinite, rejected=True)
 
-    within_limits = np.clip(requested, lo, hi)
+    within_limits = _clip(requested, lo, hi)
     clipped_limit = within_limits != requested
     if mode == ControlMode.TORQUE:
         return SafetyResult(within_limits, mode, clipped_limit, no_flags, nonfinite, rejected=False)
     step = a.max_step_rad
     # hold is inside [lo, hi], so both boxes intersect and clipping into the step box keeps the limits.
     # The final clip to [lo, hi] only guards against rounding in hold +- step at the edges.
-    command = np.clip(np.clip(within_limits, hold - step, hold + step), lo, hi)
+    command = _clip(_clip(within_limits, hold - step, hold + step), lo, hi)
     clipped_step = command != within_limits
     return SafetyResult(command, mode, clipped_limit, clipped_step, nonfinite, rejected=False)

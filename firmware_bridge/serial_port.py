@@ -9,6 +9,8 @@ pseudo-terminal closed) surfaces as `OSError`: pyserial's `SerialException` is a
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +42,15 @@ class PySerialPort:
     """`serial.Serial(path, timeout=0)`: non-blocking reads. Pseudo-terminals ignore the baud rate.
 
     `fileno()` lets the bridge wait on the device together with its ZeroMQ sockets instead of spinning.
+
+    pyserial opens, configures and closes the device (exclusive lock, raw mode, baud rate); `read` and `write`
+    call `os.read` / `os.write` on its non-blocking descriptor directly, because pyserial's own `read` runs a
+    `select` before every read and its `write` one after every write, with timeout objects around them: a
+    few system calls and Python frames per frame that the bridge, which reads only when its poll says the
+    device is readable, does not need at 500+ frames/s. The meaning is pyserial's: no data -> b"", a device
+    that polls readable and reads nothing (end of file) -> `PortClosedError`, any other error -> OSError; a
+    write the device does not take at once (a full output buffer) is finished by pyserial's `write`, with
+    its write timeout.
     """
 
     def __init__(self, path: str, baudrate: int = 1_000_000, write_timeout_s: float = 0.5) -> None:
@@ -49,21 +60,37 @@ class PySerialPort:
         self._serial = serial.Serial(
             path, baudrate=baudrate, timeout=0, write_timeout=write_timeout_s, exclusive=True
         )
+        self._fd = int(self._serial.fileno())
 
     def fileno(self) -> int:
-        return int(self._serial.fileno())
+        return self._fd
 
     def read(self, n: int) -> bytes:
-        import serial
-
         try:
-            data = bytes(self._serial.read(n))
-        except serial.SerialException as exc:
-            # pyserial reports EOF on a hung-up pty as "readiness to read but returned no data".
-            raise PortClosedError(str(exc)) from exc
+            data = os.read(self._fd, n)
+        except BlockingIOError:
+            return b""  # nothing has arrived
+        if data:
+            return data
+        # pyserial sets VMIN = VTIME = 0, so an empty read means "nothing yet" or end of file; as in pyserial,
+        # a descriptor that polls readable and still reads nothing is a device that went away.
+        if select.select([self._fd], [], [], 0)[0]:
+            data = os.read(self._fd, n)
+            if not data:
+                raise PortClosedError("device reports readiness to read but returned no data (disconnected?)")
         return data
 
     def write(self, data: bytes) -> int | None:
+        try:
+            n = os.write(self._fd, data)
+        except BlockingIOError:
+            n = 0
+        if n == len(data):
+            return n
+        return n + self._write_slow(data[n:])
+
+    def _write_slow(self, data: bytes) -> int:
+        """The rest of a write the device did not take at once: pyserial waits up to its write timeout."""
         import serial
 
         try:
@@ -72,6 +99,7 @@ class PySerialPort:
             raise PortClosedError(f"write timed out: {exc}") from exc
 
     def close(self) -> None:
+        self._fd = -1  # a late read or write fails with EBADF (an OSError) instead of using a reused number
         # Closing a device that is already gone is not an error worth reporting.
         with contextlib.suppress(OSError):
             self._serial.close()

@@ -17,7 +17,12 @@ Behaviour (docs/serial-protocol.md sections 6 and 9):
   periods before it reaches the motors (bus + driver latency); `action_noise_std` (normalised action units,
   times the robot's action scale) perturbs each commanded target. Safety reactions (watchdog, e-stop,
   BAD_COMMAND) are the firmware's own and act at once, never delayed.
-- Sensors: SENSOR_STATE every `sensor_period_s` (10 ms) in raw units: encoder ticks and ticks/s through the
+- Sensors: SENSOR_STATE every `sensor_period_s` (10 ms), and one more as the reply to each accepted
+  JOINT_COMMAND as soon as it takes effect (`reply_to_commands`; docs/serial-protocol.md section 6.3): in
+  the same `feed` call that received it, or at the physics step that applies it when the profile delays
+  commands. A reply carries the newest sample, the state of the last physics step, with that step's time
+  (1 us later if a state of that step was already sent: firmware times of SENSOR_STATE increase strictly).
+  In raw units: encoder ticks and ticks/s through the
   calibration file (per-joint zero offsets and directions that the bridge's calibration must undo), motor
   current from the applied torque (torque constant, gear, and the motor strength: a weak motor draws more
   current for the same torque), IMU (gyro = base angular velocity in the body frame, accelerometer = specific
@@ -99,6 +104,8 @@ class FirmwareConfig:
     motor_temp_c:       reported motor temperature (deg C); the emulator has no thermal model
     max_lag_s:          if the physics falls this far behind real time (CPU starvation), it skips ahead
                         instead of running faster than real time to catch up
+    reply_to_commands:  send one SENSOR_STATE as soon as an accepted JOINT_COMMAND takes effect (its reply,
+                        with last_cmd_seq = that command), besides the periodic stream
     """
 
     sensor_period_s: float = 0.01
@@ -108,6 +115,7 @@ class FirmwareConfig:
     settle_s: float = 0.3
     motor_temp_c: int = 35
     max_lag_s: float = 0.1
+    reply_to_commands: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,7 @@ class Firmware:
         self._watchdog_armed = False
         self._last_cmd_t = 0.0
         self._last_cmd_seq = 0
+        self._last_sensor_us = -1  # firmware_time_us of the last SENSOR_STATE
         self._pending: deque[tuple[float, _Law]] = deque()  # accepted commands on their way to the motors
         self._law = self._idle_law()
         self.overruns = 0  # times the physics skipped ahead because it fell behind real time
@@ -197,6 +206,11 @@ class Firmware:
     def joint_pos_rad(self) -> np.ndarray:
         """True (noise-free) joint angles (rad), for tests."""
         return self._backend.state().joint_pos_rad.copy()
+
+    @property
+    def next_step_s(self) -> float:
+        """Firmware time (s) at which the next physics step is due (`tick` runs it once `now` reaches it)."""
+        return self._t_phys + self._dt
 
     def boot(self, now: float = 0.0) -> bytes:
         """The HELLO sent at power-up."""
@@ -221,12 +235,16 @@ class Firmware:
             self._t_phys += self._dt
             t = self._t_phys
             self._check_watchdog(t)
+            applied = False
             while self._pending and self._pending[0][0] <= t + 1e-9:
                 self._set_law(self._pending.popleft()[1])
+                applied = True
             mujoco.mj_step(self._model, self._data)
             if t + 1e-9 >= self._next_sensor:
-                self._send(self._sensor_state(t))
+                self._send(self._sensor_state(t))  # also the reply to a command applied at this step
                 self._next_sensor = max(self._next_sensor + self.config.sensor_period_s, t)
+            elif applied and self.config.reply_to_commands:
+                self._send(self._sensor_state(t))  # a delayed command took effect: its reply
             if t + 1e-9 >= self._next_heartbeat:
                 self._send(Heartbeat(self._time_us(t), self._law.mode, self._faults))
                 self._next_heartbeat = max(self._next_heartbeat + self.config.heartbeat_period_s, t)
@@ -287,9 +305,12 @@ class Firmware:
         self._watchdog_armed = True
         self._last_cmd_t = now
         if self._latency_s > 0:
-            self._pending.append((now + self._latency_s, law))
+            self._pending.append((now + self._latency_s, law))  # replied to when it takes effect
         else:
             self._set_law(law)
+            if self.config.reply_to_commands:
+                # The reply is the newest sensor sample: the state of the last physics step, at its time.
+                self._send(self._sensor_state(self._t_phys))
 
     def _bad_command(self, seq: int, now: float) -> None:
         self._latch(Fault.BAD_COMMAND, now)
@@ -382,7 +403,7 @@ class Firmware:
         # A weaker motor (strength s < 1) needs more current for the torque it delivers.
         a = self.cal.arrays
         current = a.direction * st.joint_torque_nm / (self._strength * a.nm_per_ma)
-        current_ma = np.clip(np.rint(current), -_I16, _I16).astype(int)
+        current_ma = np.minimum(np.maximum(np.rint(current), -_I16), _I16).astype(np.int64)
         gyro = st.base_angvel_body_radps
         if p.gyro_noise_radps:
             gyro = gyro + rng.normal(0.0, p.gyro_noise_radps, 3)
@@ -394,22 +415,30 @@ class Firmware:
         if p.gravity_noise:
             accel = accel + rng.normal(0.0, p.gravity_noise * _G_MPS2, 3)
         contacts = sum(1 << i for i, c in enumerate(st.foot_contact) if c) if self.robot.foot_geoms else 0
-        g = _i16_tuple(gyro / GYRO_RAD_S_PER_LSB)
-        acc = _i16_tuple(accel / ACCEL_M_S2_PER_LSB)
-        quat = _i16_tuple(st.base_quat_wxyz / QUAT_PER_LSB)
+        imu = _i16_tuple(
+            np.concatenate(
+                (gyro / GYRO_RAD_S_PER_LSB, accel / ACCEL_M_S2_PER_LSB, st.base_quat_wxyz / QUAT_PER_LSB)
+            )
+        )
+        t_us = self._time_us(t)
+        if self._last_sensor_us >= 0 and not 0 < (t_us - self._last_sensor_us) & 0xFFFFFFFF < 1 << 31:
+            # A reply to a command sampled at the same physics step as the state before it: 1 us later, so
+            # the firmware times of SENSOR_STATE increase strictly (receivers differentiate by them).
+            t_us = (self._last_sensor_us + 1) & 0xFFFFFFFF
+        self._last_sensor_us = t_us
         return SensorState(
-            firmware_time_us=self._time_us(t),
-            position_ticks=tuple(int(x) for x in rad_to_ticks(self.cal, q)),
-            velocity_ticks_s=tuple(int(x) for x in rad_s_to_ticks_per_s(self.cal, qd)),
-            current_ma=tuple(int(x) for x in current_ma),
+            firmware_time_us=t_us,
+            position_ticks=tuple(rad_to_ticks(self.cal, q).tolist()),
+            velocity_ticks_s=tuple(rad_s_to_ticks_per_s(self.cal, qd).tolist()),
+            current_ma=tuple(current_ma.tolist()),
             motor_temp_c=(self.config.motor_temp_c,) * self._n,
             last_cmd_seq=self._last_cmd_seq,
             mode=self._law.mode,
             faults=self._faults,
             foot_contacts=contacts,
-            gyro=(g[0], g[1], g[2]),
-            accel=(acc[0], acc[1], acc[2]),
-            quat_wxyz=(quat[0], quat[1], quat[2], quat[3]),
+            gyro=(imu[0], imu[1], imu[2]),
+            accel=(imu[3], imu[4], imu[5]),
+            quat_wxyz=(imu[6], imu[7], imu[8], imu[9]),
         )
 
     # --- output ---------------------------------------------------------------------------------------------
@@ -437,4 +466,4 @@ class Firmware:
 
 
 def _i16_tuple(x: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(v) for v in np.clip(np.rint(x), -_I16, _I16))
+    return tuple(np.minimum(np.maximum(np.rint(x), -_I16), _I16).astype(np.int64).tolist())

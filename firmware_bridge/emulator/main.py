@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-_POLL_S = 0.001  # longest the loop sleeps: bounds the watchdog / e-stop reaction jitter to about 1 ms
+_POLL_S = 0.01  # longest the loop sleeps; it wakes when the next physics step is due or bytes arrive
 
 
 def _write_all(master: int, slave: int, data: bytes) -> None:
@@ -84,8 +84,11 @@ def run_emulator(
 
         _write_all(master, slave, fw.boot(now()))
         while not stop:
+            # Sleep until the next physics step is due: every timer (watchdog, sensor stream, heartbeat, fault
+            # report) runs at physics steps, and received bytes (commands, e-stop) wake the loop at once.
+            wait_s = min(_POLL_S, max(0.0, (fw.next_step_s - now()) / realtime_factor))
             try:
-                ready, _, _ = select.select([master], [], [], _POLL_S)
+                ready, _, _ = select.select([master], [], [], wait_s)
             except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for signal races
                 continue
             if ready:

@@ -1,6 +1,7 @@
 """The robot serial protocol (docs/serial-protocol.md): COBS framing, CRC-32C, payloads, stream reader.
 
-Pure functions and a pure state machine; no I/O, and nothing heavier than the standard library.
+Pure functions and a pure state machine; no I/O, and nothing heavier than the standard library and the small
+compiled `google_crc32c` (crc.py; without it the pure-Python table computes the same CRC).
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ bytes are copied, and a 0x00 is implied after them unless `code == 0xFF` (a full
 or the block ends the frame.
 
 Pure functions, no I/O. `encode` never emits the delimiter itself; the framer appends it.
+
+Speed (the bridge runs this for every frame at 500+ frames/s, in pure Python): both directions work in
+place on one copy of the frame, one loop step per zero byte / block, the byte search done by `bytearray.find`
+in C. Without 0xFF blocks (no run of 254 non-zero bytes, which only frames of over 254 bytes can contain),
+the encoding is the data shifted by one with every zero replaced by the distance to the next zero (or the
+end), and a leading code byte: decoding zeroes the code bytes again and drops the first. Inputs that need
+0xFF blocks, and malformed inputs, take the general block-by-block path (`_encode_blocks`,
+`_decode_blocks`), which also words the errors.
 """
 
 from __future__ import annotations
@@ -27,11 +35,52 @@ def max_encoded_len(n: int) -> int:
 
 
 def encode(data: bytes) -> bytes:
-    """COBS-encode `data`; the result contains no 0x00 and is `max_encoded_len(len(data))` bytes at most.
+    """COBS-encode `data`; the result contains no 0x00 and is `max_encoded_len(len(data))` bytes at most."""
+    out = bytearray(1)
+    out += data
+    last = 0  # position of the code byte still to be filled in
+    find = out.find
+    pos = find(0, 1)
+    while pos >= 0:
+        code = pos - last
+        if code >= 0xFF:
+            return _encode_blocks(data)  # a run of 254+ non-zero bytes: needs 0xFF blocks
+        out[last] = code
+        last = pos
+        pos = find(0, pos + 1)
+    code = len(out) - last
+    if code >= 0xFF:
+        return _encode_blocks(data)
+    out[last] = code
+    return bytes(out)
 
-    Works on whole zero-free runs (`bytes.split`) rather than byte by byte: the loop is per run, not per byte,
-    which matters in the pure-Python bridge at 100+ frames/s.
+
+def decode(encoded: bytes) -> bytes:
+    """Invert `encode`. `encoded` excludes the delimiter. Raises `CobsError` on any malformed input.
+
+    The empty string is rejected (the encoding of b"" is b"\\x01"), so an empty frame is never data.
     """
+    n = len(encoded)
+    if n == 0 or DELIMITER in encoded:
+        return _decode_blocks(encoded)  # raises, with the reason
+    out = bytearray(encoded)
+    i = out[0]
+    if i == 0xFF:
+        return _decode_blocks(encoded)
+    while i < n:
+        code = out[i]
+        if code == 0xFF:
+            return _decode_blocks(encoded)
+        out[i] = DELIMITER  # a code byte after a block stands where a zero was
+        i += code
+    if i != n:
+        return _decode_blocks(encoded)  # the last block runs past the end: raises
+    del out[0]
+    return bytes(out)
+
+
+def _encode_blocks(data: bytes) -> bytes:
+    """The general encoder, one block at a time (`bytes.split` into zero-free runs, 0xFF blocks for 254)."""
     out = bytearray()
     chunks = bytes(data).split(b"\x00")
     last = len(chunks) - 1
@@ -47,11 +96,8 @@ def encode(data: bytes) -> bytes:
     return bytes(out)
 
 
-def decode(encoded: bytes) -> bytes:
-    """Invert `encode`. `encoded` excludes the delimiter. Raises `CobsError` on any malformed input.
-
-    The empty string is rejected (the encoding of b"" is b"\\x01"), so an empty frame is never data.
-    """
+def _decode_blocks(encoded: bytes) -> bytes:
+    """The general decoder, one block at a time; raises `CobsError` naming what is wrong."""
     n = len(encoded)
     if n == 0:
         raise CobsError("empty input")

@@ -12,10 +12,17 @@ Koopman's CRC tables list HD 6 for it up to 5243 data bits, against HD 4 for CRC
 CRC-16-CCITT).
 The cost is a 1 KiB table, or the CRC32C instructions of ARMv8 / SSE4.2.
 
+`crc32c_update` is the table-driven reference (the algorithm of docs/serial-protocol.md section 4). `crc32c`
+computes the same value with the `google-crc32c` package (Google's C library: SSE4.2 / ARMv8 instructions,
+about 0.2 us for a frame instead of about 12 us of Python byte loop) when its compiled implementation is
+installed, and with the table otherwise; tests/unit/firmware_bridge/test_crc.py checks that they agree.
+
 Pure functions, no I/O.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 POLY_REFLECTED = 0x82F63B78
 INIT = 0xFFFFFFFF
@@ -45,6 +52,31 @@ def crc32c_update(crc: int, data: bytes) -> int:
     return crc
 
 
+def crc32c_table(data: bytes) -> int:
+    """CRC-32C of `data` with the table (the reference; `crc32c` is the same function, faster)."""
+    return crc32c_update(INIT, data) ^ XOROUT
+
+
+def _compiled() -> Callable[[bytes], int] | None:
+    """google_crc32c.value if its C implementation is installed (its pure-Python fallback is slower)."""
+    try:
+        import google_crc32c
+    except ImportError:  # pragma: no cover - a declared dependency; the table still works without it
+        return None
+    if getattr(google_crc32c, "implementation", "") != "c":  # pragma: no cover
+        return None
+    value: Callable[[bytes], int] = google_crc32c.value
+    return value
+
+
+_COMPILED = _compiled()
+IMPLEMENTATION = "google_crc32c" if _COMPILED is not None else "table"
+"""Which implementation `crc32c` uses: "google_crc32c" (compiled) or "table" (pure Python)."""
+
+
 def crc32c(data: bytes) -> int:
     """CRC-32C of `data` as an unsigned 32-bit integer (transmitted little-endian after the data)."""
-    return crc32c_update(INIT, data) ^ XOROUT
+    if _COMPILED is not None:
+        # The compiled implementation takes read-only buffers only: a bytearray is copied first.
+        return _COMPILED(data if type(data) is bytes else bytes(data))
+    return crc32c_update(INIT, data) ^ XOROUT  # pragma: no cover - without google-crc32c

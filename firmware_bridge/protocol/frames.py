@@ -52,6 +52,7 @@ class MessageType(IntEnum):
 
 
 _KNOWN_TYPES = frozenset(int(t) for t in MessageType)
+_TYPES: dict[int, MessageType] = {int(t): t for t in MessageType}  # a dict lookup, not an enum call
 
 FrameErrorReason = Literal["oversized", "cobs", "length", "crc", "version", "type", "payload"]
 FRAME_ERROR_REASONS: tuple[FrameErrorReason, ...] = get_args(FrameErrorReason)
@@ -107,26 +108,37 @@ def decode_frame(encoded: bytes) -> Frame:
     Never raises anything but `FrameError`. Check order: size, COBS, minimum length, CRC, version, length
     field, type: the CRC comes before any header field is trusted.
     """
+    msg_type, seq, payload = decode_frame_fields(encoded)
+    return Frame(msg_type=msg_type, seq=seq, payload=payload)
+
+
+def decode_frame_fields(encoded: bytes) -> tuple[MessageType, int, bytes]:
+    """`decode_frame` without the `Frame` object: (message type, sequence number, payload).
+
+    The stream reader's hot path; same checks, same order, same errors.
+    """
     if len(encoded) > MAX_ENCODED_FRAME_LEN:
         raise FrameError("oversized", f"{len(encoded)} stuffed bytes > {MAX_ENCODED_FRAME_LEN}")
     try:
         raw = cobs.decode(encoded)
     except cobs.CobsError as exc:
         raise FrameError("cobs", str(exc)) from None
-    if len(raw) < MIN_RAW_FRAME_LEN:
-        raise FrameError("length", f"{len(raw)} bytes < header + CRC ({MIN_RAW_FRAME_LEN})")
-    if len(raw) > MAX_RAW_FRAME_LEN:
-        raise FrameError("oversized", f"{len(raw)} bytes > {MAX_RAW_FRAME_LEN}")
+    n = len(raw)
+    if n < MIN_RAW_FRAME_LEN:
+        raise FrameError("length", f"{n} bytes < header + CRC ({MIN_RAW_FRAME_LEN})")
+    if n > MAX_RAW_FRAME_LEN:
+        raise FrameError("oversized", f"{n} bytes > {MAX_RAW_FRAME_LEN}")
     body = raw[:-CRC_LEN]
-    (crc_sent,) = CRC.unpack_from(raw, len(body))
+    (crc_sent,) = CRC.unpack_from(raw, n - CRC_LEN)
     crc_calc = crc32c(body)
     if crc_sent != crc_calc:
         raise FrameError("crc", f"sent {crc_sent:#010x}, computed {crc_calc:#010x}")
-    version, msg_type, seq, length = HEADER.unpack_from(body)
+    version, type_byte, seq, length = HEADER.unpack_from(body)
     if version != PROTOCOL_VERSION:
         raise FrameError("version", f"protocol version {version}, this reader speaks {PROTOCOL_VERSION}")
-    if length != len(body) - HEADER_LEN:
-        raise FrameError("length", f"length field {length}, payload is {len(body) - HEADER_LEN} bytes")
-    if msg_type not in _KNOWN_TYPES:
-        raise FrameError("type", f"unknown message type {msg_type:#04x}")
-    return Frame(msg_type=MessageType(msg_type), seq=seq, payload=bytes(body[HEADER_LEN:]), version=version)
+    if length != n - CRC_LEN - HEADER_LEN:
+        raise FrameError("length", f"length field {length}, payload is {n - CRC_LEN - HEADER_LEN} bytes")
+    msg_type = _TYPES.get(type_byte)
+    if msg_type is None:
+        raise FrameError("type", f"unknown message type {type_byte:#04x}")
+    return msg_type, seq, body[HEADER_LEN:]

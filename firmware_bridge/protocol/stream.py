@@ -15,20 +15,20 @@ Pure state machine, no I/O: the caller reads the port and feeds bytes in whateve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from firmware_bridge.protocol.frames import (
     FRAME_ERROR_REASONS,
     MAX_ENCODED_FRAME_LEN,
     FrameError,
     MessageType,
-    decode_frame,
+    decode_frame_fields,
 )
 from firmware_bridge.protocol.messages import Message, unpack_payload
 
 
-@dataclass(frozen=True)
-class Received:
-    """One accepted message with its frame's type and sequence number."""
+class Received(NamedTuple):
+    """One accepted message with its frame's type and sequence number (a NamedTuple: cheap to build)."""
 
     msg_type: MessageType
     seq: int
@@ -80,14 +80,13 @@ class FrameReader:
         out: list[Received] = []
         start = 0
         while (end := buf.find(0, start)) >= 0:
-            chunk = bytes(buf[start:end])
-            start = end + 1
             if self._discarding:
                 self._discarding = False  # the tail of a run already counted as oversized
-                continue
-            if chunk:  # empty frames (back-to-back delimiters) are padding a sender may use to flush
-                self._decode(chunk, out)
-        del buf[:start]
+            elif end > start:  # empty frames (back-to-back delimiters) are padding a sender may use to flush
+                self._decode(bytes(buf[start:end]), out)
+            start = end + 1
+        if start:
+            del buf[:start]
         if len(buf) > MAX_ENCODED_FRAME_LEN:
             if not self._discarding:
                 self.stats.dropped["oversized"] += 1
@@ -109,14 +108,14 @@ class FrameReader:
 
     def _decode(self, chunk: bytes, out: list[Received]) -> None:
         try:
-            frame = decode_frame(chunk)
-            message = unpack_payload(frame.msg_type, frame.payload)
+            msg_type, seq, payload = decode_frame_fields(chunk)
+            message = unpack_payload(msg_type, payload)
         except FrameError as exc:
             self.stats.dropped[exc.reason] += 1
             return
-        self._track_seq(frame.msg_type, frame.seq)
+        self._track_seq(msg_type, seq)
         self.stats.frames_ok += 1
-        out.append(Received(msg_type=frame.msg_type, seq=frame.seq, message=message))
+        out.append(Received(msg_type, seq, message))
 
     def _track_seq(self, msg_type: MessageType, seq: int) -> None:
         last = self._last_seq.get(msg_type)
@@ -124,6 +123,8 @@ class FrameReader:
         if last is None:
             return
         missing = (seq - last - 1) & 0xFFFF
+        if not missing:
+            return
         # A jump of more than half the sequence space is read as a restart or a repeat, not 60000 lost frames.
         if missing >= 0x8000:
             self.stats.seq_restarts[msg_type] = self.stats.seq_restarts.get(msg_type, 0) + 1

@@ -13,6 +13,7 @@ as the bridge will. Timing tolerances (test-side `time.monotonic`, 2 shared CPU 
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -102,8 +103,11 @@ def test_firmware_state_machine_watchdog_estop_clear(cal: Calibration) -> None:
     assert fw.mode == ControlMode.IDLE
     cmd = pd_command(cal, cal.arrays.default_pos_rad)
     t = 0.5
-    for _ in range(50):
-        assert send(cmd, t) == []  # accepted commands are not ACKed
+    for k in range(50):
+        # Accepted commands are not ACKed; each is answered by one SENSOR_STATE reporting it applied.
+        (reply,) = send(cmd, t)
+        assert isinstance(reply, SensorState)
+        assert (reply.last_cmd_seq, reply.mode) == (k, ControlMode.POSITION_PD)
         t += CONTROL_DT_S
         run_to(t)
     assert fw.mode == ControlMode.POSITION_PD
@@ -115,8 +119,11 @@ def test_firmware_state_machine_watchdog_estop_clear(cal: Calibration) -> None:
     assert fw.mode == ControlMode.DAMPING and fw.faults == Fault.WATCHDOG
     assert any(isinstance(m, FaultReport) and m.latched == Fault.WATCHDOG for m in out)
     # Latched: commands rejected, an e-stop is still ACKed OK, and clear-fault leaves it IDLE.
-    (ack,) = send(cmd, last + 0.07)
-    assert isinstance(ack, Ack) and ack.result == AckResult.REJECTED_FAULT_LATCHED
+    # (The physics due by then runs first, so periodic states may come along; none reports it applied.)
+    replies = send(cmd, last + 0.07)
+    (ack,) = [m for m in replies if isinstance(m, Ack)]
+    assert ack.result == AckResult.REJECTED_FAULT_LATCHED
+    assert all(m.last_cmd_seq == 49 for m in replies if isinstance(m, SensorState))
     replies = send(Estop(EstopReason.TEST), last + 0.08)
     assert any(
         isinstance(m, Ack) and m.acked_type == MessageType.ESTOP and m.result == AckResult.OK for m in replies
@@ -132,6 +139,67 @@ def test_firmware_state_machine_watchdog_estop_clear(cal: Calibration) -> None:
     assert [m.result for m in replies if isinstance(m, Ack)] == [AckResult.BAD_COMMAND]
     assert fw.faults == Fault.BAD_COMMAND and fw.mode == ControlMode.DAMPING
     assert any(isinstance(m, FaultReport) and m.latched == Fault.BAD_COMMAND for m in replies)
+
+
+def test_firmware_replies_to_each_applied_command_with_a_newer_state(cal: Calibration) -> None:
+    from firmware_bridge.emulator.commands import REAL_PROFILE
+    from firmware_bridge.emulator.firmware import Firmware
+    from sim.profile import load_profile
+    from sim.robots import get_robot
+
+    cmd = pd_command(cal, cal.arrays.default_pos_rad)
+    # Nominal profile (no command latency): the reply comes in the same feed call. It is the newest sample,
+    # the state of the last physics step (2 ms steps), at that step's time, or 1 us after the state before
+    # it if that one has the same time: firmware times increase strictly.
+    fw = Firmware(get_robot("quadruped"), cal, load_profile("nominal"))
+    reader, seqs = FrameReader(), SequenceCounter()
+    states: list[SensorState] = []
+
+    def command(now: float) -> SensorState:
+        seq = seqs.next(MessageType.JOINT_COMMAND)
+        got = [r.message for r in reader.feed(fw.feed(encode_message(cmd, seq), now))]
+        assert len(got) == 1 and isinstance(got[0], SensorState), got  # no ACK, one state
+        assert (got[0].last_cmd_seq, got[0].mode) == (seq, ControlMode.POSITION_PD)
+        states.append(got[0])
+        return got[0]
+
+    def tick(now: float) -> None:
+        states.extend(r.message for r in reader.feed(fw.tick(now)) if isinstance(r.message, SensorState))
+
+    reader.feed(fw.boot(0.0))
+    for k in range(1, 21):
+        t_us = 10_000 * k  # the periodic stream (10 ms) has a state at every 10 ms step
+        tick(t_us * 1e-6)
+        # The periodic state reports the last command applied: seq 2k - 3 (two commands per round, from 0).
+        assert states[-1].firmware_time_us == t_us and states[-1].last_cmd_seq == max(0, 2 * k - 3)
+        assert command(t_us * 1e-6 + 0.0013).firmware_time_us == t_us + 1  # same step as the periodic one
+        tick(t_us * 1e-6 + 0.005)  # steps at +2 and +4 ms, no periodic state
+        assert command(t_us * 1e-6 + 0.0051).firmware_time_us == t_us + 4000  # the +4 ms step's sample
+    times = [m.firmware_time_us for m in states]
+    assert all(b > a for a, b in itertools.pairwise(times)), "firmware times must increase strictly"
+    # A command during a latched fault is not applied: ACK, no state reply.
+    fw.feed(encode_message(Estop(EstopReason.TEST), 0), 0.3)
+    out = [r.message for r in reader.feed(fw.feed(encode_message(cmd, seqs.next(cmd.MSG_TYPE)), 0.301))]
+    assert not any(isinstance(m, SensorState) for m in out)
+    assert any(isinstance(m, Ack) and m.result == AckResult.REJECTED_FAULT_LATCHED for m in out)
+
+    # Hidden "real" profile (one control period of command latency): the reply is sent at the physics step
+    # that applies the command, 20 ms later, not when it arrives.
+    fw = Firmware(get_robot("quadruped"), cal, load_profile(str(REAL_PROFILE)))
+    reader, seqs = FrameReader(), SequenceCounter()
+    fw.boot(0.0)
+    fw.tick(0.1)
+    assert not [
+        r for r in reader.feed(fw.feed(encode_message(cmd, 5), 0.1)) if isinstance(r.message, SensorState)
+    ]
+    # 0.1 + 0.02 = 0.12 s: the step at 0.12 applies it; the periodic stream has a state there too (10 ms).
+    got = [r.message for r in reader.feed(fw.tick(0.125)) if isinstance(r.message, SensorState)]
+    applied = [m for m in got if m.last_cmd_seq == 5]
+    assert applied and applied[0].firmware_time_us == 120_000
+    # Off the periodic grid (applied at 0.134 s, sensor period 10 ms): an extra state is the reply.
+    fw.feed(encode_message(cmd, 6), 0.1143)
+    got = [r.message for r in reader.feed(fw.tick(0.1365)) if isinstance(r.message, SensorState)]
+    assert next(m.firmware_time_us for m in got if m.last_cmd_seq == 6) == 136_000
 
 
 # --- the emulator process over a pty --------------------------------------------------------------------

@@ -19,6 +19,7 @@ from firmware_bridge.calibration import (
     parse_calibration,
     rad_s_to_ticks_per_s,
     rad_to_ticks,
+    sensor_block_to_si,
     ticks_per_s_to_rad_s,
     ticks_to_rad,
     torque_nm_to_current_ma,
@@ -225,3 +226,29 @@ def test_conversions_vectorise_over_batches_and_refuse_bad_input() -> None:
     with pytest.raises(ValueError, match="outside"):
         torque_nm_to_current_ma(cal, [100.0] * 8)  # 100 / (0.09 * 9) = 123 A, beyond i16 mA
     assert not cal.arrays.position_min_rad.flags.writeable
+
+
+def test_sensor_block_equals_the_three_conversions_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    for path in (QUAD, ARM):
+        cal = load_calibration(path)
+        n = cal.n_joints
+        for _ in range(50):
+            block = np.stack(
+                [
+                    rng.integers(-(2**31), 2**31, n),  # position ticks (i32)
+                    rng.integers(-(2**31), 2**31, n),  # velocity ticks/s (i32)
+                    rng.integers(-(2**15), 2**15, n),  # current mA (i16)
+                ]
+            ).astype(np.float64)
+            si = sensor_block_to_si(cal, block)
+            assert si[0].tobytes() == ticks_to_rad(cal, block[0]).tobytes()
+            assert si[1].tobytes() == ticks_per_s_to_rad_s(cal, block[1]).tobytes()
+            assert si[2].tobytes() == current_ma_to_torque_nm(cal, block[2]).tobytes()
+        with pytest.raises(ValueError, match=r"expected shape \(3,"):
+            sensor_block_to_si(cal, np.zeros((2, n)))
+    cal = load_calibration(QUAD)
+    with pytest.raises(ValueError, match="non-finite"):
+        rad_to_ticks(cal, [math.inf] + [0.0] * 7)
+    with pytest.raises(ValueError, match="outside"):
+        rad_to_ticks(cal, [1e9] * 8)

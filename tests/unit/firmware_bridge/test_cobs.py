@@ -63,3 +63,30 @@ def test_max_encoded_len_is_reached_by_zero_free_data() -> None:
 def test_malformed_input_raises_cobs_error(encoded: bytes, message: str) -> None:
     with pytest.raises(cobs.CobsError, match=message):
         cobs.decode(encoded)
+
+
+# Data with long non-zero runs (the fast paths hand runs of 254+ bytes to the block-by-block coder).
+RUNS = st.lists(st.tuples(st.integers(0, 600), st.integers(0, 3)), max_size=6).map(
+    lambda parts: b"".join(bytes([7]) * run + bytes(zeros) for run, zeros in parts)
+)
+
+
+@given(st.one_of(st.binary(max_size=1200), RUNS))
+def test_fast_paths_equal_the_block_by_block_coder(raw: bytes) -> None:
+    enc = cobs.encode(raw)
+    assert enc == cobs._encode_blocks(raw)
+    assert cobs.decode(enc) == cobs._decode_blocks(enc) == raw
+
+
+@given(st.one_of(st.binary(max_size=600), RUNS.map(lambda r: cobs.encode(r)[:-1] + b"\xff")))
+def test_decode_of_arbitrary_bytes_agrees_with_the_block_decoder(encoded: bytes) -> None:
+    # Valid or not: same output, or the same error message.
+    try:
+        expected: bytes | str = cobs._decode_blocks(encoded)
+    except cobs.CobsError as exc:
+        expected = str(exc)
+    try:
+        got: bytes | str = cobs.decode(encoded)
+    except cobs.CobsError as exc:
+        got = str(exc)
+    assert got == expected

@@ -45,3 +45,14 @@ def test_every_single_bit_flip_is_detected(data: bytes, draw: st.DataObject) -> 
 @given(st.binary(max_size=300), st.binary(max_size=300))
 def test_incremental_update_equals_one_shot(a: bytes, b: bytes) -> None:
     assert crc.crc32c_update(crc.crc32c_update(crc.INIT, a), b) ^ crc.XOROUT == crc.crc32c(a + b)
+
+
+@given(st.binary(max_size=600))
+def test_compiled_and_table_implementations_agree(data: bytes) -> None:
+    # crc32c uses google-crc32c when installed; the table-driven function is the spec's reference.
+    assert crc.crc32c(data) == crc.crc32c_table(data) == crc.crc32c(bytearray(data))
+
+
+def test_the_compiled_implementation_is_in_use() -> None:
+    # google-crc32c is a declared dependency: without it every frame costs ~12 us more in the bridge.
+    assert crc.IMPLEMENTATION == "google_crc32c"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import struct
 
+import numpy as np
 import pytest
 from firmware_bridge_examples import example_messages, random_message
 from hypothesis import given
@@ -143,6 +144,14 @@ def test_payload_errors_are_frame_errors(msg_type: MessageType, payload: bytes, 
         (Hello("a-very-long-robot-name", 4, Role.HOST), "1-16 ASCII chars"),
         (Hello("robot", 0, Role.HOST), "n_joints"),
         (Ack(MessageType.ESTOP, 70000), r"Ack\.acked_seq"),
+        # Only plain ints go on the wire: a bool, a float or a numpy integer is a sender bug too.
+        (JointCommand(ControlMode.POSITION_PD, (True,), (0,), (0,), (0,)), r"JointCommand\.target_ticks"),
+        (JointCommand(ControlMode.POSITION_PD, (0,), (1.0,), (0,), (0,)), r"JointCommand\.kp: 1\.0"),  # type: ignore[arg-type]
+        (
+            JointCommand(ControlMode.POSITION_PD, (0, np.int64(5)), (0, 0), (0, 0), (0, 0)),  # type: ignore[arg-type]
+            r"target_ticks: np.int64\(5\)",
+        ),
+        (SensorState(0, (0,), (0,), (0,), (0,), last_cmd_seq=65536), r"SensorState\.last_cmd_seq"),
     ],
 )
 def test_sender_bugs_name_the_field(msg: object, match: str) -> None:

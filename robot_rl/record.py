@@ -267,7 +267,7 @@ class Record:
                     how = "stopped" if not done else ("fell" if terminated else "done")
                     # One plain line per finished episode on stdout: scripts and tests follow progress here.
                     print(
-                        f"episode {i} {meta.episode_id} gain={gain:g} steps={t} return={ret:.3f} {how}",
+                        f"episode {i} {meta.episode_id} steps={t} return={ret:.3f} {how} gain={gain:g}",
                         flush=True,
                     )
                     progress.update(bar, advance=1, note=f"last: {t} steps, return {ret:.1f}")

@@ -1,4 +1,4 @@
-"""`robot-rl record` bring-up options: per-episode action gains and stochastic actions, against the emulator."""
+"""`robot-rl record` bring-up options: per-episode action gains and stochastic actions (emulator)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def test_gains_cycle_per_episode_and_bound_the_sent_action(tmp_path: Path) -> No
 
     policy = save_npz(tmp_path / "p.npz", random_init(34, 8, seed=3))
     out = tmp_path / "run"
-    res = _record(out, policy, "--episodes", "3", "--stochastic", "--action-gains", "0.25", "1.0", "--seed", "5")
+    res = _record(
+        out, policy, "--episodes", "3", "--stochastic", "--action-gains", "0.25", "1.0", "--seed", "5"
+    )
     assert res.returncode == 0, res.stderr
     reader = open_run(out)
     assert reader.manifest.extra["action_gains"] == "0.25,1"

@@ -1,4 +1,4 @@
-"""`sim.estimator.LegOdometry`: known kinematics, rest, pure translation, and agreement with MuJoCo's truth."""
+"""`sim.estimator.LegOdometry`: known kinematics, rest, pure translation, agreement with MuJoCo."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def test_default_pose_feet_match_the_model_docstring() -> None:
     # hip 0.8, knee -1.5, links 0.2 m: x = -0.2 sin(0.8) - 0.2 sin(-0.7) = -0.14347 + 0.12884 = -0.01463 m,
     # z = -0.2 cos(0.8) - 0.2 cos(-0.7) = -0.13934 - 0.15297 = -0.29231 m below each hip.
     p, dp = LegOdometry(QUAD).feet_body(np.array(QUAD.default_joint_pos_rad), np.zeros(8))
-    np.testing.assert_allclose(p[:, 0], [0.2 - 0.01463, 0.2 - 0.01463, -0.2 - 0.01463, -0.2 - 0.01463], atol=1e-5)
+    np.testing.assert_allclose(
+        p[:, 0], [0.2 - 0.01463, 0.2 - 0.01463, -0.2 - 0.01463, -0.2 - 0.01463], atol=1e-5
+    )
     np.testing.assert_allclose(p[:, 1], [0.1, -0.1, 0.1, -0.1])
     np.testing.assert_allclose(p[:, 2], -0.29231, atol=1e-5)
     np.testing.assert_array_equal(dp, 0.0)

@@ -94,9 +94,11 @@ class AlgoFactory(Protocol):
         seed: int,
         real_obs_std: np.ndarray | None = None,
         hidden: tuple[int, ...] = (256, 256),
+        init_log_alpha: float | None = None,
     ) -> Algo:
         """Build algorithm ``name`` (``"h2o"``, ``"naive-mix"``, ``"sac"``, ``"cql"``, ``"iql"``) with its
         default config; ``real_obs_std`` (obs_dim,) is the real dataset's per-dimension state std that
         H2O's gap estimate needs (ValueError if H2O gets None); ValueError naming the known algorithms
-        for an unknown ``name``."""
+        for an unknown ``name``. ``init_log_alpha``: initial SAC temperature where there is one (None: the
+        config's default)."""
         ...

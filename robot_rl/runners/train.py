@@ -36,6 +36,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -132,6 +133,8 @@ class Train:
     it on the real robot (only for algorithms that use both logs and sim: h2o, naive-mix)."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the actor and critics."""
+    init_alpha: float = 1.0
+    """Initial SAC temperature alpha_0 (auto-tuned from there) of every algorithm that has one."""
     checkpoint_every: int = 5_000
     """Updates between two checkpoints (one is also written at the end and on Ctrl-C)."""
     keep_checkpoints: int = 2
@@ -171,6 +174,8 @@ class Train:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainInputError(f"{name}: expected >= 1, got {value}")
+        if not self.init_alpha > 0.0:
+            raise TrainInputError(f"init_alpha: expected > 0, got {self.init_alpha}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise TrainInputError(f"hidden: expected one or more widths >= 1, got {self.hidden}")
         if self.bridge_bus is not None and not self.real_eval:
@@ -193,6 +198,7 @@ RESUME_MUST_MATCH = (
     "robot",
     "seed",
     "hidden",
+    "init_alpha",
     "policy_refresh_every",
     "sim_warmup_steps",
     "sim_profile",
@@ -567,6 +573,7 @@ class Trainer:
             seed=cfg.seed,
             real_obs_std=self.real_obs_std if cfg.algo in ("h2o", "naive-mix") else None,
             hidden=tuple(cfg.hidden),
+            init_log_alpha=math.log(cfg.init_alpha),
         )
         sources = {spec.source for spec in self.algo.batch_spec.values()}
         unknown = sources - {Source.REAL, Source.SIM}
@@ -914,6 +921,8 @@ class Trainer:
             str(cfg.seed),
             "--hidden",
             *[str(h) for h in cfg.hidden],
+            "--init-alpha",
+            repr(cfg.init_alpha),
             "--out",
             str(out),
             "--eval-every",

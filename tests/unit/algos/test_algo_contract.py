@@ -219,3 +219,19 @@ def test_registry_errors() -> None:
     for name in ("h2o", "naive-mix"):
         with pytest.raises(ValueError, match="real_obs_std"):
             make_algo(name, obs_dim=3, act_dim=1, seed=0)
+
+
+@pytest.mark.parametrize("name", ["h2o", "sac", "cql", "naive-mix"])
+def test_registry_sets_the_initial_temperature(name: str) -> None:
+    algo = make_algo(
+        name,
+        obs_dim=OBS,
+        act_dim=ACT,
+        seed=0,
+        real_obs_std=np.ones(OBS),
+        hidden=(8,),
+        init_log_alpha=math.log(0.1),
+    )
+    assert float(algo.log_alpha) == pytest.approx(math.log(0.1))  # type: ignore[attr-defined]
+    default = make_algo(name, obs_dim=OBS, act_dim=ACT, seed=0, real_obs_std=np.ones(OBS), hidden=(8,))
+    assert float(default.log_alpha) == 0.0  # type: ignore[attr-defined]

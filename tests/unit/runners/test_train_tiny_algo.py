@@ -139,6 +139,7 @@ def tiny_factory(
     seed: int,
     real_obs_std: np.ndarray | None = None,
     hidden: tuple[int, ...] = (256, 256),
+    init_log_alpha: float | None = None,
 ) -> TinyActorCritic:
     if name not in SPECS:
         raise ValueError(f"unknown algorithm {name!r}; known: {sorted(SPECS)}")

@@ -116,19 +116,19 @@ def test_eval_result_json_round_trip_and_errors() -> None:
 @pytest.mark.skipif(not (RUN1 / "manifest.json").is_file(), reason="calib/run1 not present")
 def test_behaviour_result_from_the_logs() -> None:
     full = evaluate_logs(RUN1)
-    # calib/README.md: 250 episodes, 249 falls, return 28.7 +- 12.8, recorded with a 500-step cap.
+    # calib/README.md: 70 episodes, 36 falls, return 211.1 +- 164.9, recorded with a 500-step cap.
     assert (full.policy, full.where, full.update) == ("behaviour", "real", 0)
-    assert full.episodes == 250 and full.falls == 249 and full.max_episode_steps == 500
-    assert full.mean == pytest.approx(28.7, abs=0.05) and full.std == pytest.approx(12.8, abs=0.05)
-    cut = evaluate_logs(RUN1, max_episode_steps=50)
-    assert cut.max_episode_steps == 50 and cut.episodes == 250
-    short = [i for i, n in enumerate(full.lengths) if n <= 50]
-    assert short, "run1 has episodes of 48-217 steps: some end within 50"
+    assert full.episodes == 70 and full.falls == 36 and full.max_episode_steps == 500
+    assert full.mean == pytest.approx(211.1, abs=0.05) and full.std == pytest.approx(164.9, abs=0.05)
+    cut = evaluate_logs(RUN1, max_episode_steps=100)
+    assert cut.max_episode_steps == 100 and cut.episodes == 70
+    short = [i for i, n in enumerate(full.lengths) if n <= 100]
+    assert short, "run1 has episodes of 55-500 steps: some end within 100"
     for i, (n, r) in enumerate(zip(cut.lengths, cut.returns, strict=True)):
         if i in short:  # untouched by the cut
             assert (n, r) == (full.lengths[i], full.returns[i])
         else:
-            assert n == 50
-    # A fall counts only if it happened within the cap: at most the short episodes (one of run1's episodes
-    # is the truncated last one, so maybe one fewer).
-    assert len(short) - 1 <= cut.falls <= len(short)
+            assert n == 100
+    # A fall counts only if it happened within the cap: run1's episodes end in a fall or at the 500-step cap
+    # (no fault cuts), so exactly the short ones fell within 100 steps.
+    assert cut.falls == len(short)

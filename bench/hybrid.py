@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ThreadPoolExecutor(args.parallel) as pool:
             list(pool.map(lambda j: run_one(args, *j), jobs))
     summary = summarise(args.out, args.seeds)
-    machine = machine_info()
+    machine = machine_info("torch", "mujoco")
     (args.out / "summary.json").write_text(
         json.dumps(
             {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, **summary}, indent=1

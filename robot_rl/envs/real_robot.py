@@ -5,8 +5,8 @@ task (`sim.tasks.ForwardVelocityTask` for the quadruped): the task object itself
 the reward and the fall termination, from a `RobotState` rebuilt out of each `JointState`.
 
 Links (docs/bus.md, bridge section): SUB on the obs link (`obs/<robot>` JointState at the firmware's sensor
-rate, 100 Hz; `command_sent/<robot>` CommandSent), PUB on the CONFLATE command link (JointTarget,
-single-part), DEALER to the bridge's control ROUTER (`reset`, `clear_fault`).
+rate, 100 Hz plus one reply per applied command; `command_sent/<robot>` CommandSent), PUB on the CONFLATE
+command link (JointTarget, single-part), DEALER to the bridge's control ROUTER (`reset`, `clear_fault`).
 
 Per control step (the robot's control_dt_s, 20 ms for the quadruped):
     a        = clip(action, -1, 1)

@@ -18,17 +18,27 @@ from typing import TYPE_CHECKING, Any
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"
 
-from gymnasium.envs.registration import register, registry
-
 if TYPE_CHECKING:
     from sim.env import RobotEnv
     from sim.profile import GapProfile
 
 ENV_IDS: dict[str, str] = {"quadruped": "robot_rl/Quadruped-v0", "manipulator": "robot_rl/Manipulator-v0"}
 
-for _robot, _entry in (("quadruped", "sim.env:make_quadruped"), ("manipulator", "sim.env:make_manipulator")):
-    if ENV_IDS[_robot] not in registry:
-        register(id=ENV_IDS[_robot], entry_point=_entry, kwargs={"backend": "mujoco", "profile": "nominal"})
+
+def _register() -> None:
+    try:
+        from gymnasium.envs.registration import register, registry
+    except ImportError:  # an onboard computer runs the tasks and the estimator (robot-rl deploy) without it
+        return
+    for robot, entry in (
+        ("quadruped", "sim.env:make_quadruped"),
+        ("manipulator", "sim.env:make_manipulator"),
+    ):
+        if ENV_IDS[robot] not in registry:
+            register(id=ENV_IDS[robot], entry_point=entry, kwargs={"backend": "mujoco", "profile": "nominal"})
+
+
+_register()
 
 
 def make_env(

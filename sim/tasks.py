@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import mujoco
 import numpy as np
 
+from sim import quat
 from sim.backends.base import RobotState
 from sim.robots.model import RobotModel
 
@@ -166,9 +166,9 @@ class ForwardVelocityTask:
 
     def observe(self, st: RobotState, action: np.ndarray) -> np.ndarray:
         # Body-frame quantities are the world ones rotated by the inverse base orientation.
-        mujoco.mju_negQuat(self._quat_inv, st.base_quat_wxyz)
-        mujoco.mju_rotVecQuat(self._v_body, st.base_linvel_world_mps, self._quat_inv)
-        mujoco.mju_rotVecQuat(self._g_body, self._down, self._quat_inv)
+        quat.neg_quat(self._quat_inv, st.base_quat_wxyz)
+        quat.rot_vec_quat(self._v_body, st.base_linvel_world_mps, self._quat_inv)
+        quat.rot_vec_quat(self._g_body, self._down, self._quat_inv)
         self._gyro[:] = st.base_angvel_body_radps
         np.subtract(st.joint_pos_rad, self._q0, out=self._q_rel)
         self._qd[:] = st.joint_vel_radps
@@ -192,7 +192,7 @@ class ForwardVelocityTask:
             - 1.0 * vz * vz
             - 0.05 * (wx * wx + wy * wy)
             - 1.0 * (gx * gx + gy * gy)  # sin^2(tilt): dense "stay level" signal, falls are rare in 30k steps
-            - 2e-4 * mujoco.mju_dot(tau, tau)  # C dot product: a third of numpy's call overhead
+            - 2e-4 * quat.dot(tau, tau)  # C dot product: a third of numpy's call overhead
             - 0.01 * float(np.dot(da, da))
         )
         height = st.base_pos_m.item(2)
@@ -231,8 +231,8 @@ def forward_kinematics(robot: RobotModel, joint_pos_rad: np.ndarray) -> dict[str
         if b.joint is not None:
             mat = np.zeros(9)
             quat = np.zeros(4)
-            mujoco.mju_axisAngle2Quat(quat, np.asarray(b.joint.axis, dtype=np.float64), q[b.joint.name])
-            mujoco.mju_quat2Mat(mat, quat)
+            quat.axis_angle_to_quat(quat, np.asarray(b.joint.axis, dtype=np.float64), q[b.joint.name])
+            quat.quat_to_mat(mat, quat)
             r = r_parent @ mat.reshape(3, 3)
         rot[b.name], pos[b.name] = r, p
     return {s.name: pos[s.body] + rot[s.body] @ np.asarray(s.pos) for s in robot.sites}

@@ -230,9 +230,9 @@ def forward_kinematics(robot: RobotModel, joint_pos_rad: np.ndarray) -> dict[str
         r = r_parent
         if b.joint is not None:
             mat = np.zeros(9)
-            quat = np.zeros(4)
-            quat.axis_angle_to_quat(quat, np.asarray(b.joint.axis, dtype=np.float64), q[b.joint.name])
-            quat.quat_to_mat(mat, quat)
+            q_joint = np.zeros(4)  # not `quat`: that name is the sim.quat module
+            quat.axis_angle_to_quat(q_joint, np.asarray(b.joint.axis, dtype=np.float64), q[b.joint.name])
+            quat.quat_to_mat(mat, q_joint)
             r = r_parent @ mat.reshape(3, 3)
         rot[b.name], pos[b.name] = r, p
     return {s.name: pos[s.body] + rot[s.body] @ np.asarray(s.pos) for s in robot.sites}

@@ -133,6 +133,8 @@ class DeployManifest:
             values[f.name] = tuple(v) if isinstance(v, list) else v
         try:
             return cls(**values)
+        except ManifestError as err:
+            raise ManifestError(f"{source}: {err}") from None
         except TypeError as err:
             raise ManifestError(f"{source}: manifest has a mistyped field: {err}") from None
 

@@ -21,6 +21,7 @@ from robot_rl import __version__
 from robot_rl.bus.commands import KeysGen
 from robot_rl.data.commands import LogsExport, LogsImport, LogsInfo
 from robot_rl.data.errors import RunLockedError
+from robot_rl.deploy.commands import Deploy
 from robot_rl.export.commands import Export
 from robot_rl.launch.commands import Launch
 from robot_rl.record import Record
@@ -41,6 +42,7 @@ class Group:
 
 COMMANDS: dict[str, type[Command]] = {
     "bridge": Bridge,
+    "deploy": Deploy,
     "emulator": Emulator,
     "export": Export,
     "launch": Launch,

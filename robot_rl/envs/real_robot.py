@@ -2,7 +2,8 @@
 
 Same observation and action layout, and the same reward, as the simulated `sim.env.RobotEnv` with its default
 task (`sim.tasks.ForwardVelocityTask` for the quadruped): the task object itself computes the observation,
-the reward and the fall termination, from a `RobotState` rebuilt out of each `JointState`.
+the reward and the fall termination, from a `RobotState` rebuilt out of each `JointState` by
+`robot_rl.deploy.observation.ObservationBuilder`, the same code the onboard deploy runner uses.
 
 Links (docs/bus.md, bridge section): SUB on the obs link (`obs/<robot>` JointState at the firmware's sensor
 rate, 100 Hz plus one reply per applied command; `command_sent/<robot>` CommandSent), PUB on the CONFLATE
@@ -41,14 +42,13 @@ then the first observation. The forward-velocity command is sampled per episode 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from sim.backends.base import RobotState
+from robot_rl.deploy.observation import US_WRAP, ObservationBuilder
 from sim.env import env_layout
 from sim.estimator import LegOdometry
 from sim.robots import get_robot
@@ -60,7 +60,6 @@ log = logging.getLogger(__name__)
 RESET_ATTEMPTS = 3
 """Holds of the default pose a reset tries before it reports a fault that keeps latching."""
 
-_US_WRAP = 1 << 32  # JointState.t_us is the firmware clock modulo 2^32 microseconds
 SENSOR_PERIOD_S = 0.01  # the firmware's SENSOR_STATE period (docs/serial-protocol.md); pacing tolerance only
 COMMAND_SENT_PREFIX = b"command_sent/"  # firmware_bridge.bridge.command_sent_topic, without importing it
 
@@ -119,8 +118,10 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.control_dt_s = float(self.robot.control_dt_s)
         self.reset_hold_s = reset_hold_s
         self.state_timeout_s = state_timeout_s
-        self._q_default = np.asarray(self.robot.default_joint_pos_rad, dtype=np.float64)
-        self._action_scale = float(self.robot.action_scale_rad)
+        self.obs_builder = ObservationBuilder(self.robot, self.task)
+        """Observation, reward and action conversions (shared with the deploy runner)."""
+        self._q_default = self.obs_builder.q_default
+        self._action_scale = self.obs_builder.action_scale_rad
         # A state "at the control period" is one at least this long after the previous one: half a sensor
         # period of slack absorbs the firmware clock's jitter without ever skipping to the next-but-one.
         self._min_step_us = int((self.control_dt_s - SENSOR_PERIOD_S / 2) * 1e6)
@@ -135,9 +136,6 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
 
         self._js: Any = None  # the JointState behind the current observation
         self._last_sent: Any = None  # the newest CommandSent seen
-        self.odometry = LegOdometry(self.robot)
-        """The base-velocity estimator (the simulated env's, on the firmware's readings)."""
-        self._obs_t_us = 0  # firmware time of the state behind the current observation
         self._prev_action = np.zeros(n, dtype=np.float32)
         self._t = 0
         self.reset_retries = 0  # holds repeated because a fault latched during one (see reset())
@@ -164,21 +162,10 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         """Take `js` as the newest JointState."""
         self._js = js
 
-    def _estimate(self, js: Any) -> None:
-        """Advance the velocity estimate to the state `js` behind a new observation."""
-        dt = ((js.t_us - self._obs_t_us) % _US_WRAP) * 1e-6
-        self._obs_t_us = int(js.t_us)
-        if dt > 0.5:  # firmware restart or a long gap: start over from rest
-            self.odometry.reset()
-            return
-        self.odometry.update(
-            np.asarray(js.quat_wxyz, dtype=np.float64),
-            np.asarray(js.gyro_radps, dtype=np.float64),
-            np.asarray(js.joint_pos_rad, dtype=np.float64),
-            np.asarray(js.joint_vel_radps, dtype=np.float64),
-            np.asarray(js.foot_contact, dtype=np.bool_),
-            dt,
-        )
+    @property
+    def odometry(self) -> LegOdometry:
+        """The base-velocity estimator (the simulated env's, on the firmware's readings)."""
+        return self.obs_builder.odometry
 
     def _wait_control_period(self) -> Any:
         """The newest JointState at least one control period after the current one (paced by the stream)."""
@@ -191,7 +178,7 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                     f"no JointState from the bridge on {self.bus} within {self.state_timeout_s:g} s"
                 )
             self._integrate(js)
-            if ref is None or (js.t_us - ref.t_us) % _US_WRAP >= self._min_step_us:
+            if ref is None or (js.t_us - ref.t_us) % US_WRAP >= self._min_step_us:
                 break
         # Behind the stream (slow policy, scheduler hiccup): catch up to the newest state queued.
         while (newer := self._recv(0.0)) is not None:
@@ -214,26 +201,11 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         reply = self._control.request(command)  # type: ignore[arg-type]
         return reply
 
-    def _robot_state(self, js: Any) -> RobotState:
-        return RobotState(
-            # Height is not measured on the real robot: NaN keeps the task's height check from firing.
-            base_pos_m=np.array([0.0, 0.0, math.nan]),
-            base_quat_wxyz=np.asarray(js.quat_wxyz, dtype=np.float64),
-            base_linvel_world_mps=self.odometry.v_world.copy(),
-            base_angvel_body_radps=np.asarray(js.gyro_radps, dtype=np.float64),
-            joint_pos_rad=np.asarray(js.joint_pos_rad, dtype=np.float64),
-            joint_vel_radps=np.asarray(js.joint_vel_radps, dtype=np.float64),
-            joint_torque_nm=np.asarray(js.joint_torque_nm, dtype=np.float64),
-            foot_contact=np.asarray(js.foot_contact, dtype=np.bool_),
-            site_pos_world_m=np.zeros((0, 3)),
-        )
-
     def _sent_action(self, fallback: np.ndarray) -> np.ndarray:
         sent = self._last_sent
         if sent is None:
             return fallback.copy()
-        a = (np.asarray(sent.q_rad, dtype=np.float64) - self._q_default) / self._action_scale
-        return np.clip(a, -1.0, 1.0).astype(np.float32)
+        return self.obs_builder.action_from_target(sent.q_rad)
 
     def _hold_default_pose(self) -> Any:
         """Clear a latched fault, then command the default pose at the control rate for `reset_hold_s`.
@@ -280,13 +252,12 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             raise BridgeUnavailable(
                 f"firmware fault 0x{js.faults:02x} latched during the reset hold {RESET_ATTEMPTS} times"
             )
-        self.odometry.reset()  # at rest after the hold: start the velocity estimate from zero
-        self._obs_t_us = int(js.t_us)
+        self.obs_builder.reset(js)  # at rest after the hold: start the velocity estimate from zero
         self._last_sent = None
         self._prev_action = np.zeros(len(self._q_default), dtype=np.float32)
         self._t = 0
         self._needs_reset = False
-        obs = self.task.observe(self._robot_state(js), self._prev_action)
+        obs = self.obs_builder.observe(js, self._prev_action)
         return obs, {"action_sent": self._prev_action.copy(), "faults": int(js.faults)}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -294,12 +265,11 @@ class RealRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             raise RuntimeError("call reset() before step()")
         a_clean = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
         self._last_sent = None
-        self._send_target(self._q_default + self._action_scale * a_clean.astype(np.float64))
+        self._send_target(self.obs_builder.target_from_action(a_clean))
         js = self._wait_control_period()
-        self._estimate(js)
-        st = self._robot_state(js)
-        obs = self.task.observe(st, a_clean)  # before reward(): the task reuses frame transforms from it
-        reward, terminated, quantities = self.task.reward(st, a_clean, self._prev_action)
+        self.obs_builder.update(js)
+        obs = self.obs_builder.observe(js, a_clean)  # before reward(): it is the reward's state
+        reward, terminated, quantities = self.obs_builder.reward(a_clean, self._prev_action)
         self._prev_action = a_clean
         self._t += 1
         fault = int(js.faults) != 0

@@ -674,6 +674,17 @@ def reference_actions(source: PolicySource, manifest: DeployManifest, obs: np.nd
     return result
 
 
+def reference_policy(source: PolicySource, manifest: DeployManifest) -> Callable[[np.ndarray], np.ndarray]:
+    """The torch reference as a deploy policy callable, obs (D,) -> joint targets (A,) float32 rad: what
+    :class:`robot_rl.export.runtime.OnnxPolicy` computes, so both can run through the same deploy loop."""
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        out: np.ndarray = reference_actions(source, manifest, np.asarray(obs, np.float32)[None, :])[0]
+        return out
+
+    return act
+
+
 @dataclass(frozen=True)
 class ParityResult:
     """Outcome of the parity check: observations per kind, the largest |onnxruntime - torch| (rad), where."""

@@ -80,6 +80,7 @@ METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
 CONFIG_FILE = "config.json"
 POLICY_FILE = "policy.npz"
+ONNX_FILE = "policy.onnx"
 CHECKPOINTS_DIR = "checkpoints"
 
 CONTROL_DT_S_MAX = 0.05
@@ -1107,6 +1108,26 @@ class Trainer:
         save_npz(self.run_dir / POLICY_FILE, weights)
         self.evaluate(final=True)
         self.save_checkpoint()
+        self.export_onnx()
+
+    def export_onnx(self) -> None:
+        """``policy.onnx`` from the final checkpoint (``robot-rl export``, parity-checked), ready for
+        ``robot-rl deploy``. A failed export is logged, not fatal: the run's results stand without it."""
+        from robot_rl.export.commands import Export
+        from robot_rl.export.onnx_export import ExportCheckError, ExportInputError, export_policy
+
+        out = self.run_dir / ONNX_FILE
+        try:
+            summary = export_policy(Export(checkpoint=self.run_dir, out=out, overwrite=True))
+        except (ExportInputError, ExportCheckError, ImportError) as err:
+            log.warning("no %s: the export failed: %s", ONNX_FILE, err)
+            return
+        log.info(
+            "exported %s (parity %.1e rad over %d observations)",
+            out,
+            summary["parity"]["max_abs_diff"],
+            summary["parity"]["n_obs"],
+        )
 
     def wait_evaluations(self) -> None:
         """Wait for every submitted real-robot evaluation (bounded by their episodes at the cap)."""
@@ -1464,6 +1485,8 @@ def _print_headline(h: Headline, cfg: Train, run_dir: Path, report: Path | None)
         f"behaviour (logs) {fmt(h.behaviour)}, {BASELINE_TAG} {fmt(h.baseline_real)}; "
         f"in sim: {fmt(h.final_sim)}"
     )
+    if (run_dir / ONNX_FILE).is_file():
+        lines.append(f"  onboard: robot-rl deploy {run_dir / ONNX_FILE} --port DEVICE   (docs/deploy.md)")
     print("\n".join(lines), flush=True)
 
 

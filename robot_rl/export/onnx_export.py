@@ -61,6 +61,7 @@ from robot_rl.export.graph import build_model
 from robot_rl.export.manifest import DeployManifest, ManifestError, normaliser_hash
 from robot_rl.export.runtime import OnnxPolicy, PolicyFileError
 from robot_rl.nets.numpy_policy import NumpyPolicy, PolicyArch
+from robot_rl.runners.train import RESUME_MUST_MATCH
 
 if TYPE_CHECKING:
     from firmware_bridge.calibration import Calibration
@@ -78,21 +79,7 @@ PARITY_SEED = 0
 """Seed of the parity observations (an export is reproducible but for its time stamp)."""
 CALIB_OVERRIDE_KEY = "robot_rl_calib_override"
 """metadata_props key written (JSON) when --allow-calib-mismatch let another calibration through."""
-RUN_ID_FIELDS = (
-    "sim",
-    "real_logs",
-    "algo",
-    "robot",
-    "seed",
-    "hidden",
-    "init_alpha",
-    "policy_refresh_every",
-    "sim_warmup_steps",
-    "sim_profile",
-    "sim_max_episode_steps",
-    "launch",
-    "log_every",
-)
+RUN_ID_FIELDS = RESUME_MUST_MATCH
 """Config fields hashed into the run id: those that decide what is trained (train.RESUME_MUST_MATCH), so
 a resumed run (more --updates, another --out spelling) keeps its id."""
 _H2O_LIKE = ("h2o", "naive-mix")

@@ -19,6 +19,7 @@ from firmware_bridge.bridge_commands import Bridge
 from firmware_bridge.emulator.commands import Emulator
 from robot_rl import __version__
 from robot_rl.bus.commands import KeysGen
+from robot_rl.certify.commands import Certify
 from robot_rl.data.commands import LogsExport, LogsImport, LogsInfo
 from robot_rl.data.errors import RunLockedError
 from robot_rl.deploy.commands import Deploy
@@ -42,6 +43,7 @@ class Group:
 
 COMMANDS: dict[str, type[Command]] = {
     "bridge": Bridge,
+    "certify": Certify,
     "deploy": Deploy,
     "emulator": Emulator,
     "export": Export,

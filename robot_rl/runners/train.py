@@ -152,6 +152,11 @@ class Train:
     """Dynamics profile of the training simulator (a name in sim/profiles/ or a TOML path)."""
     sim_max_episode_steps: int | None = None
     """Episode cap of the training simulator (truncated); default: the task's own."""
+    obs_noise_sigma: float = 0.0
+    """Train for policy smoothing (robot-rl certify): N(0, sigma^2 I) noise, fresh per sampled transition,
+    added to obs and next_obs of every training batch (real and sim) before any network sees it (ALGORITHMS.md
+    4.1; robot_rl.certify.smoothing.augment_transitions). Collection and evaluation act on clean observations.
+    0: no noise."""
     log_every: int = 100
     """Updates between two lines of metrics.jsonl (each line averages the metrics since the last)."""
     quiet: bool = False
@@ -181,6 +186,8 @@ class Train:
                 raise TrainInputError(f"{name}: expected >= 1, got {value}")
         if not self.init_alpha > 0.0:
             raise TrainInputError(f"init_alpha: expected > 0, got {self.init_alpha}")
+        if not (math.isfinite(self.obs_noise_sigma) and self.obs_noise_sigma >= 0.0):
+            raise TrainInputError(f"obs_noise_sigma: expected finite and >= 0, got {self.obs_noise_sigma}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise TrainInputError(f"hidden: expected one or more widths >= 1, got {self.hidden}")
         if self.bridge_bus is not None and not self.real_eval:
@@ -210,6 +217,7 @@ RESUME_MUST_MATCH = (
     "sim_max_episode_steps",
     "launch",
     "log_every",
+    "obs_noise_sigma",
 )
 """Fields that decide what is trained: a resumed run must have the same ones (or leave them unset)."""
 RESUME_FROM_CLI = ("bridge_bus", "quiet", "resume", "out")
@@ -952,6 +960,8 @@ class Trainer:
         ]
         if cfg.sim_max_episode_steps is not None:
             args += ["--sim-max-episode-steps", str(cfg.sim_max_episode_steps)]
+        if cfg.obs_noise_sigma > 0.0:
+            args += ["--obs-noise-sigma", repr(cfg.obs_noise_sigma)]
         if (out / CONFIG_FILE).is_file() and (out / CHECKPOINTS_DIR / "latest.json").is_file():
             args.append("--resume")
         elif out.exists():
@@ -1067,8 +1077,10 @@ class Trainer:
     def train(self, progress: Callable[[], None]) -> bool:
         """Run updates until --updates or a stop request; True if it finished."""
         from robot_rl.algos.base import to_torch
+        from robot_rl.certify.smoothing import augment_transitions
 
         cfg, algo, mixer, rng = self.cfg, self.algo, self.mixer, self.rng
+        sigma = cfg.obs_noise_sigma
         spec = list(algo.batch_spec.items())
         while self.update < cfg.updates:
             if self.stop.reason:
@@ -1079,7 +1091,11 @@ class Trainer:
                     self.collector.publish(self.policy_snapshot(), self.version)
                 self.collector.collect(1)
                 self._take_sim_returns()
-            batches = {name: to_torch(mixer.buffer(s.source).sample(s.size, rng)) for name, s in spec}
+            # sigma 0: the batch itself, no draws (the random stream and the result are the same as without).
+            batches = {
+                name: to_torch(augment_transitions(mixer.buffer(s.source).sample(s.size, rng), sigma, rng))
+                for name, s in spec
+            }
             metrics = algo.update(batches)
             self.update += 1
             for key, value in metrics.items():

@@ -19,6 +19,7 @@ from firmware_bridge.bridge_commands import Bridge
 from firmware_bridge.emulator.commands import Emulator
 from robot_rl import __version__
 from robot_rl.bus.commands import KeysGen
+from robot_rl.cav.commands import CavTest
 from robot_rl.certify.commands import Certify
 from robot_rl.data.commands import LogsExport, LogsImport, LogsInfo
 from robot_rl.data.errors import RunLockedError
@@ -62,6 +63,7 @@ GROUPS: dict[str, Group] = {
     ),
     "sim": Group("Simulator tools.", {"gap": SimGap}),
     "keys": Group("Bus security: CURVE key pairs for tcp:// links beyond loopback.", {"gen": KeysGen}),
+    "cav": Group("Automated-vehicle overtaking tests: crash-rate estimation.", {"test": CavTest}),
 }
 
 

@@ -153,6 +153,24 @@ class FieldLayout:
         return cls(tuple(names), tuple(units))
 
 
+def layout_difference(
+    what: str, a: Sequence[tuple[str, str]], a_name: str, b: Sequence[tuple[str, str]], b_name: str
+) -> str | None:
+    """The first difference between two (name, unit) layouts as a sentence, or None if they are equal.
+
+    ``what`` names the layout ("observation"), ``a_name`` / ``b_name`` its two holders ("the logs").
+    """
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if tuple(x) != tuple(y):
+            return (
+                f"{what} layout differs at element {i}: {a_name} has {x[0]!r} ({x[1]}), "
+                f"{b_name} has {y[0]!r} ({y[1]})"
+            )
+    if len(a) != len(b):
+        return f"{what} layout: {a_name} has {len(a)} elements, {b_name} has {len(b)}"
+    return None
+
+
 def _new_episode_id() -> str:
     return uuid.uuid4().hex
 

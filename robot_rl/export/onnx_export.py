@@ -402,16 +402,11 @@ def run_id(source: PolicySource) -> str:
 
 
 def _check_layout(what: str, dataset: list[tuple[str, str]], task: list[tuple[str, str]]) -> None:
-    for i, (theirs, mine) in enumerate(zip(dataset, task, strict=False)):
-        if theirs != mine:
-            raise ExportInputError(
-                f"provenance: the training dataset's {what} layout differs from the task's at element {i}: "
-                f"dataset {theirs[0]!r} ({theirs[1]}), task {mine[0]!r} ({mine[1]})"
-            )
-    if len(dataset) != len(task):
-        raise ExportInputError(
-            f"provenance: the training dataset's {what} has {len(dataset)} elements, the task's {len(task)}"
-        )
+    from robot_rl.schema import layout_difference
+
+    problem = layout_difference(what, dataset, "the training dataset", task, "the task")
+    if problem is not None:
+        raise ExportInputError(f"provenance: {problem}")
 
 
 def _layout_pairs(obj: Any, what: str) -> list[tuple[str, str]]:

@@ -324,16 +324,11 @@ def _default_out(cfg: Train) -> Path:
 def _check_layout(
     what: str, logs: tuple[tuple[str, str], ...], simulator: tuple[tuple[str, str], ...]
 ) -> None:
-    for i, (mine, theirs) in enumerate(zip(logs, simulator, strict=False)):
-        if mine != theirs:
-            raise TrainInputError(
-                f"real_logs: {what} layout differs from the simulator's at element {i}: the logs have "
-                f"{mine[0]!r} ({mine[1]}), the simulator has {theirs[0]!r} ({theirs[1]})"
-            )
-    if len(logs) != len(simulator):
-        raise TrainInputError(
-            f"real_logs: the logs' {what} has {len(logs)} elements, the simulator's has {len(simulator)}"
-        )
+    from robot_rl.schema import layout_difference
+
+    problem = layout_difference(what, logs, "the logs", simulator, "the simulator")
+    if problem is not None:
+        raise TrainInputError(f"real_logs: {problem}")
 
 
 def prepare_run(cfg: Train) -> RunPlan:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -33,6 +33,38 @@ def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy, so a saved or loaded state never shares storage with live parameters or Adam moments
     (``Optimizer.load_state_dict`` keeps the tensors it is given)."""
     return copy.deepcopy(dict(state))
+
+
+def algo_state(
+    algo: Any, modules: Sequence[str], params: Sequence[str], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """An algorithm's ``state_dict`` (a copy): the ``state_dict()`` of each attribute named in ``modules``
+    (networks and optimisers), each tensor attribute named in ``params`` (detached), the generator state,
+    ``extra``, the update count and the config. Each algorithm lists what it saves; this writes it."""
+    state: dict[str, Any] = {name: getattr(algo, name).state_dict() for name in modules}
+    state.update({name: getattr(algo, name).detach() for name in params})
+    state["generator"] = algo.generator.get_state()
+    state.update(extra or {})
+    state["updates"] = algo.updates
+    state["config"] = config_dict(algo.config)
+    return snapshot(state)
+
+
+def load_algo_state(
+    algo: Any, state: Mapping[str, Any], modules: Sequence[str], params: Sequence[str]
+) -> dict[str, Any]:
+    """Restore :func:`algo_state` into ``algo`` (ValueError naming the first mismatching key or shape, before
+    anything changes); returns the checked copy, for the algorithm's ``extra`` entries."""
+    check_state(algo.state_dict(), state)
+    state = snapshot(state)
+    for name in modules:
+        getattr(algo, name).load_state_dict(state[name])
+    with torch.no_grad():
+        for name in params:
+            getattr(algo, name).copy_(state[name])
+    algo.generator.set_state(state["generator"])
+    algo.updates = int(state["updates"])
+    return state
 
 
 def check_state(expected: Mapping[str, Any], got: Mapping[str, Any], prefix: str = "") -> None:

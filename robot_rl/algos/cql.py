@@ -35,12 +35,11 @@ from robot_rl.algos.base import BatchSpec, TorchBatch
 from robot_rl.algos.common import (
     act_with,
     adam,
+    algo_state,
     as_source,
     check_batches,
-    check_state,
-    config_dict,
+    load_algo_state,
     metrics_to_floats,
-    snapshot,
 )
 from robot_rl.bus.messages import PolicyWeights
 from robot_rl.losses import cql as cql_losses
@@ -96,6 +95,12 @@ class CQLConfig:
             raise ValueError(f"init_log_alpha: expected a finite value, got {self.init_log_alpha}")
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
             raise ValueError(f"target_entropy: expected a finite value or None, got {self.target_entropy}")
+
+
+_SAVED = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "alpha_opt")
+"""Attributes whose ``state_dict()`` a checkpoint holds (networks, then optimisers)."""
+_SAVED_TENSORS: tuple[str, ...] = ("log_alpha",)
+"""Tensor attributes a checkpoint holds."""
 
 
 class CQL:
@@ -179,30 +184,8 @@ class CQL:
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, target critics, temperature, optimisers, generator state and update count (a copy)."""
-        return snapshot(
-            {
-                "actor": self.actor.state_dict(),
-                "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(),
-                "log_alpha": self.log_alpha.detach(),
-                "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict(),
-                "generator": self.generator.get_state(),
-                "updates": self.updates,
-                "config": config_dict(self.config),
-            }
-        )
+        return algo_state(self, _SAVED, _SAVED_TENSORS)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; ValueError naming the first mismatching key or shape."""
-        check_state(self.state_dict(), state)
-        state = snapshot(state)
-        for key in ("actor", "critic", "critic_target"):
-            getattr(self, key).load_state_dict(state[key])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        for key in ("actor_opt", "critic_opt", "alpha_opt"):
-            getattr(self, key).load_state_dict(state[key])
-        self.generator.set_state(state["generator"])
-        self.updates = int(state["updates"])
+        load_algo_state(self, state, _SAVED, _SAVED_TENSORS)

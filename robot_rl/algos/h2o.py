@@ -51,11 +51,10 @@ from robot_rl.algos.base import BatchSpec, TorchBatch
 from robot_rl.algos.common import (
     act_with,
     adam,
+    algo_state,
     check_batches,
-    check_state,
-    config_dict,
+    load_algo_state,
     metrics_to_floats,
-    snapshot,
 )
 from robot_rl.bus.messages import PolicyWeights
 from robot_rl.losses import h2o as h2o_losses
@@ -162,6 +161,22 @@ class GapEstimate(NamedTuple):
 
 NAIVE_MIX = H2OConfig(use_dynamics_ratio=False, beta=0.0)
 """The naive real+sim mix baseline (ALGORITHMS.md section 6): H2O with w = 1 and beta = 0."""
+
+
+_SAVED = (
+    "actor",
+    "critic",
+    "critic_target",
+    "d_sa",
+    "d_sas",
+    "actor_opt",
+    "critic_opt",
+    "alpha_opt",
+    "classifier_opt",
+)
+"""Attributes whose ``state_dict()`` a checkpoint holds (networks, then optimisers)."""
+_SAVED_TENSORS: tuple[str, ...] = ("log_alpha",)
+"""Tensor attributes a checkpoint holds."""
 
 
 class H2O:
@@ -348,35 +363,9 @@ class H2O:
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, targets, classifiers, temperature, optimisers, generator, update count (a copy)."""
-        return snapshot(
-            {
-                "actor": self.actor.state_dict(),
-                "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(),
-                "d_sa": self.d_sa.state_dict(),
-                "d_sas": self.d_sas.state_dict(),
-                "log_alpha": self.log_alpha.detach(),
-                "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict(),
-                "classifier_opt": self.classifier_opt.state_dict(),
-                "generator": self.generator.get_state(),
-                "gap_noise_std": self.gap_noise_std,
-                "updates": self.updates,
-                "config": config_dict(self.config),
-            }
-        )
+        return algo_state(self, _SAVED, _SAVED_TENSORS, {"gap_noise_std": self.gap_noise_std})
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; ValueError naming the first mismatching key or shape."""
-        check_state(self.state_dict(), state)
-        state = snapshot(state)
-        for key in ("actor", "critic", "critic_target", "d_sa", "d_sas"):
-            getattr(self, key).load_state_dict(state[key])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        for key in ("actor_opt", "critic_opt", "alpha_opt", "classifier_opt"):
-            getattr(self, key).load_state_dict(state[key])
-        self.generator.set_state(state["generator"])
-        self.gap_noise_std = state["gap_noise_std"].to(torch.float32)
-        self.updates = int(state["updates"])
+        restored = load_algo_state(self, state, _SAVED, _SAVED_TENSORS)
+        self.gap_noise_std = restored["gap_noise_std"].to(torch.float32)

@@ -37,12 +37,11 @@ from robot_rl.algos.base import BatchSpec, TorchBatch
 from robot_rl.algos.common import (
     act_with,
     adam,
+    algo_state,
     as_source,
     check_batches,
-    check_state,
-    config_dict,
+    load_algo_state,
     metrics_to_floats,
-    snapshot,
 )
 from robot_rl.bus.messages import PolicyWeights
 from robot_rl.losses import iql as iql_losses
@@ -98,6 +97,12 @@ class IQLConfig:
             raise ValueError(f"max_weight: expected a finite value > 0, got {self.max_weight}")
         if not 0.0 < self.action_clip_eps < 1.0:
             raise ValueError(f"action_clip_eps: expected in (0, 1), got {self.action_clip_eps}")
+
+
+_SAVED = ("actor", "critic", "critic_target", "value", "actor_opt", "critic_opt", "value_opt")
+"""Attributes whose ``state_dict()`` a checkpoint holds (networks, then optimisers)."""
+_SAVED_TENSORS: tuple[str, ...] = ()
+"""Tensor attributes a checkpoint holds."""
 
 
 class IQL:
@@ -168,28 +173,8 @@ class IQL:
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, target critics, optimisers, generator state and update count (a copy)."""
-        return snapshot(
-            {
-                "actor": self.actor.state_dict(),
-                "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(),
-                "value": self.value.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(),
-                "value_opt": self.value_opt.state_dict(),
-                "generator": self.generator.get_state(),
-                "updates": self.updates,
-                "config": config_dict(self.config),
-            }
-        )
+        return algo_state(self, _SAVED, _SAVED_TENSORS)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; ValueError naming the first mismatching key or shape."""
-        check_state(self.state_dict(), state)
-        state = snapshot(state)
-        for key in ("actor", "critic", "critic_target", "value"):
-            getattr(self, key).load_state_dict(state[key])
-        for key in ("actor_opt", "critic_opt", "value_opt"):
-            getattr(self, key).load_state_dict(state[key])
-        self.generator.set_state(state["generator"])
-        self.updates = int(state["updates"])
+        load_algo_state(self, state, _SAVED, _SAVED_TENSORS)

@@ -13,35 +13,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from robot_rl.data.reader import open_run
-from robot_rl.data.writer import EpisodeWriter
 from robot_rl.runners.evaluate import EvalResult
 from robot_rl.runners.train import EXIT_INTERRUPTED, EXIT_OK, Train, run_train
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN1 = ROOT / "calib" / "run1"
 TINY_DIR = ROOT / "tests" / "unit" / "runners"
 sys.path.insert(0, str(TINY_DIR))
 from test_train_tiny_algo import tiny_factory  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def small_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reader = open_run(RUN1)
-    out = tmp_path_factory.mktemp("logs") / "run-small"
-    with EpisodeWriter(out, reader.manifest) as writer:
-        for i, ep in enumerate(reader.iter_episodes()):
-            if i == 12:
-                break
-            writer.write_episode(ep)
-    return out
+def small_logs(run1_head: Callable[[int], Path]) -> Path:
+    """The first 12 episodes of calib/run1 under the same manifest."""
+    return run1_head(12)
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ value is recorded in config.json and decides what is trained (resume must keep i
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +15,13 @@ import torch
 from robot_rl.algos import make_algo
 from robot_rl.algos.base import TorchBatch
 from robot_rl.data.reader import open_run
-from robot_rl.data.writer import EpisodeWriter
 from robot_rl.runners.train import EXIT_OK, Train, TrainInputError, merge_resume_config, run_train
-
-ROOT = Path(__file__).resolve().parents[3]
-RUN1 = ROOT / "calib" / "run1"
 
 
 @pytest.fixture(scope="module")
-def small_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_logs(run1_head: Callable[[int], Path]) -> Path:
     """The first 6 episodes of calib/run1 under the same manifest."""
-    reader = open_run(RUN1)
-    out = tmp_path_factory.mktemp("logs") / "run-small"
-    with EpisodeWriter(out, reader.manifest) as writer:
-        for i, ep in enumerate(reader.iter_episodes()):
-            if i == 6:
-                break
-            writer.write_episode(ep)
-    return out
+    return run1_head(6)
 
 
 class Recorder:

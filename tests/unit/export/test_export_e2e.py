@@ -8,14 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from export_testing import QUAD_HASH, ROOT, RUN1
+from export_testing import QUAD_HASH, ROOT
 
 from robot_rl.data.reader import open_run
-from robot_rl.data.writer import EpisodeWriter
 from robot_rl.export.runtime import OnnxPolicy
 from robot_rl.nets.numpy_policy import NumpyPolicy, load_npz
 from robot_rl.runners.train import EXIT_OK, Train, run_train
@@ -23,14 +23,9 @@ from robot_rl.runners.train import EXIT_OK, Train, run_train
 pytestmark = pytest.mark.integration
 
 
-def test_export_of_a_train_run_folder(tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    reader = open_run(RUN1)
-    with EpisodeWriter(logs, reader.manifest) as writer:
-        for i, ep in enumerate(reader.iter_episodes()):
-            if i == 6:
-                break
-            writer.write_episode(ep)
+def test_export_of_a_train_run_folder(tmp_path: Path, run1_head: Callable[[int], Path]) -> None:
+    logs = run1_head(6)
+    reader = open_run(logs)
     run = tmp_path / "run"
     cfg = Train(
         sim="mujoco",

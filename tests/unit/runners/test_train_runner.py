@@ -43,16 +43,9 @@ RUN1 = ROOT / "calib" / "run1"
 
 
 @pytest.fixture(scope="module")
-def small_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_logs(run1_head: Callable[[int], Path]) -> Path:
     """The first 12 episodes of calib/run1 (about 900 transitions) under the same manifest."""
-    reader = open_run(RUN1)
-    out = tmp_path_factory.mktemp("logs") / "run-small"
-    with EpisodeWriter(out, reader.manifest) as writer:
-        for i, ep in enumerate(reader.iter_episodes()):
-            if i == 12:
-                break
-            writer.write_episode(ep)
-    return out
+    return run1_head(12)
 
 
 def make_cfg(logs: Path, out: Path, **kw: Any) -> Train:
